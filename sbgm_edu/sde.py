@@ -1,0 +1,208 @@
+"""Stochastic differential equations dx = f(x, t) dt + g(t) dv on t in [0, 1].
+
+One interface, several SDEs (after `sde_lib.py` in Song et al.'s score_sde code):
+every SDE here says what its drift f and diffusion g are, and what the
+Gaussian transition kernel p_0t(x_t | x_0) = N(m_t x_0, sigma_t^2 I) is
+(eq. (perturbation-kernel)). Time runs from t = 0 (data) to t = 1 (noise).
+
+Chapters: "SDEs" (book/ch03_sde.ipynb), "The probability-flow ODE"
+(book/ch04_pf_ode.ipynb), "The VE SDE" (book/ch05_ve_sde.ipynb).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from sbgm_edu._checks import (
+    Time,
+    check_positive_int,
+    check_tensor,
+    check_time,
+    check_time_grid,
+    time_column,
+)
+
+ScoreFn = Callable[[torch.Tensor, Time], torch.Tensor]
+"""score_fn(x, t) -> an estimate of grad_x ln p_t(x), shape of x (N, D)."""
+
+
+def _as_time_tensor(t: Time) -> torch.Tensor:
+    """A float becomes a float64 0-d tensor; a tensor keeps its dtype."""
+    check_time(t)
+    if isinstance(t, torch.Tensor):
+        return t if t.is_floating_point() else t.to(torch.get_default_dtype())
+    return torch.tensor(float(t), dtype=torch.float64)
+
+
+class SDE:
+    """Interface shared by `VESDE` (and the VP SDEs of chapter 10).
+
+    Subclasses define `drift`, `diffusion`, `marginal_mean_coeff` and
+    `marginal_std`; the rest follows from those. Times are floats or tensors of
+    shape (N,); batches x have shape (N, D).
+    """
+
+    def drift(self, x: torch.Tensor, t: Time) -> torch.Tensor:
+        """f(x, t) of eq. (sde), shape (N, D)."""
+        raise NotImplementedError
+
+    def diffusion(self, t: Time) -> torch.Tensor:
+        """g(t) of eq. (sde): a 0-d tensor for float t, shape (N,) for tensor t."""
+        raise NotImplementedError
+
+    def marginal_mean_coeff(self, t: Time) -> torch.Tensor:
+        """m_t in p_0t(x_t | x_0) = N(m_t x_0, sigma_t^2 I), eq. (perturbation-kernel)."""
+        raise NotImplementedError
+
+    def marginal_std(self, t: Time) -> torch.Tensor:
+        """sigma_t in p_0t(x_t | x_0) = N(m_t x_0, sigma_t^2 I), eq. (perturbation-kernel)."""
+        raise NotImplementedError
+
+    def prior_std(self) -> float:
+        """Standard deviation of the Gaussian prior pi = N(0, prior_std^2 I) used at t = 1."""
+        raise NotImplementedError
+
+    def perturb(self, x0: torch.Tensor, t: Time, noise: torch.Tensor) -> torch.Tensor:
+        """Draw x_t from p_0t(x_t | x_0): x_t = m_t x0 + sigma_t noise, eq. (perturbation-kernel).
+
+        x0 and noise have shape (N, D); noise is standard normal. Returns (N, D).
+        """
+        check_tensor(x0, "x0")
+        check_tensor(noise, "noise")
+        if noise.shape != x0.shape:
+            raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}")
+        mean = time_column(self.marginal_mean_coeff(t), x0)
+        std = time_column(self.marginal_std(t), x0)
+        return mean * x0 + std * noise
+
+    def sample_prior(self, n: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw n points x_1 ~ pi = N(0, prior_std^2 I) in dimension dim, shape (n, dim)."""
+        check_positive_int(n, "n")
+        check_positive_int(dim, "dim")
+        return self.prior_std() * torch.randn(n, dim, generator=generator)
+
+    def prior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """ln pi(x) for the Gaussian prior, one value per row of x (N, D) -> (N,)."""
+        check_tensor(x, "x", ndim=2)
+        var = self.prior_std() ** 2
+        dim = x.shape[1]
+        return -0.5 * dim * math.log(2 * math.pi * var) - 0.5 * (x**2).sum(dim=1) / var
+
+    def loss_weight(self, t: Time) -> torch.Tensor:
+        """lambda_t = sigma_t^2, the DSM weight of eq. (dsm-weight) (Song et al. 2021)."""
+        return self.marginal_std(t) ** 2
+
+
+class VESDE(SDE):
+    """The Variance Exploding SDE dx = sigma^t dv, eq. (ve-sde).
+
+    f = 0, g(t) = sigma^t, and p_0t(x_t | x_0) = N(x_0, sigma_t^2 I) with
+    sigma_t^2 = (sigma^{2t} - 1) / (2 ln sigma), eq. (ve-sigma-t).
+
+    Args:
+        sigma: the VE parameter, a float > 1. Near 1 the formula is 0/0; it is
+            computed with expm1/log1p so that sigma -> 1 gives the limit
+            sigma_t^2 = t (Brownian motion) without cancellation.
+    """
+
+    def __init__(self, sigma: float) -> None:
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
+            raise TypeError(f"sigma must be a float > 1, got {sigma!r}")
+        if not (math.isfinite(sigma) and sigma > 1):
+            raise ValueError(f"sigma must be a finite float > 1, got {sigma}")
+        self.sigma = float(sigma)
+        # 2 ln sigma, accurate also for sigma = 1 + tiny
+        self._two_log_sigma = 2.0 * math.log1p(self.sigma - 1.0)
+
+    def __repr__(self) -> str:
+        return f"VESDE(sigma={self.sigma})"
+
+    def drift(self, x: torch.Tensor, t: Time) -> torch.Tensor:
+        """f(x, t) = 0 for the VE SDE, eq. (ve-sde). Shape (N, D)."""
+        check_time(t)
+        return torch.zeros_like(x)
+
+    def diffusion(self, t: Time) -> torch.Tensor:
+        """g(t) = sigma^t, eq. (ve-sde)."""
+        t = _as_time_tensor(t)
+        return torch.exp(0.5 * self._two_log_sigma * t)
+
+    def marginal_mean_coeff(self, t: Time) -> torch.Tensor:
+        """m_t = 1: the VE SDE adds noise and never shrinks the data."""
+        return torch.ones_like(_as_time_tensor(t))
+
+    def marginal_std(self, t: Time) -> torch.Tensor:
+        """sigma_t = sqrt((sigma^{2t} - 1) / (2 ln sigma)), eq. (ve-sigma-t).
+
+        Written as sqrt(expm1(2 t ln sigma) / (2 ln sigma)), which stays accurate
+        as sigma -> 1, where it tends to sqrt(t). Note d(sigma_t^2)/dt = g(t)^2.
+        """
+        t = _as_time_tensor(t)
+        a = self._two_log_sigma
+        return torch.sqrt(torch.expm1(a * t) / a)
+
+    def prior_std(self) -> float:
+        """sigma_1 = sqrt((sigma^2 - 1) / (2 ln sigma)), the prior of eq. (ve-prior)."""
+        return float(self.marginal_std(1.0))
+
+
+def euler_maruyama(
+    drift: Callable[[torch.Tensor, float], torch.Tensor],
+    diffusion: Callable[[float], torch.Tensor | float],
+    x0: torch.Tensor,
+    ts: Sequence[float] | torch.Tensor,
+    generator: torch.Generator | None = None,
+    return_path: bool = False,
+) -> torch.Tensor:
+    """Simulate dx = f(x, t) dt + g(t) dv with the Euler–Maruyama scheme, eq. (euler-maruyama).
+
+    Each step: x_{k+1} = x_k + f(x_k, t_k) h_k + g(t_k) sqrt(|h_k|) z_k, with
+    h_k = t_{k+1} - t_k and z_k ~ N(0, I). The Wiener increment over a step of
+    length |h| is N(0, |h| I).
+
+    Args:
+        drift: f(x, t) -> shape of x; t is a float.
+        diffusion: g(t) -> a scalar (float or 0-d tensor).
+        x0: starting states, shape (N, D).
+        ts: 1-D grid of at least 2 times, strictly increasing or decreasing.
+        generator: a torch.Generator for reproducible noise.
+        return_path: if True, return shape (len(ts), N, D).
+
+    Returns:
+        The states at ts[-1], shape (N, D) (or the whole path).
+
+    Strong order 1/2, weak order 1.
+    """
+    check_tensor(x0, "x0")
+    ts = check_time_grid(ts).tolist()
+    x = x0
+    path = [x0]
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        h = t_next - t
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        x = x + drift(x, t) * h + diffusion(t) * math.sqrt(abs(h)) * z
+        if return_path:
+            path.append(x)
+    return torch.stack(path) if return_path else x
+
+
+def pf_ode_drift(sde: SDE, score_fn: ScoreFn) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    """The probability-flow ODE vector field, eq. (pf-ode).
+
+    Returns f(x, t) = drift(x, t) - 1/2 g(t)^2 score_fn(x, t); solving
+    dx/dt = f(x, t) from t = 1 down to t ~ 0 turns prior samples into data
+    samples, with the same marginals p_t as the SDE. x has shape (N, D).
+    """
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be an sbgm_edu.sde.SDE (e.g. VESDE), got {type(sde).__name__}")
+    if not callable(score_fn):
+        raise TypeError("score_fn must be callable as score_fn(x, t)")
+
+    def f(x: torch.Tensor, t: float) -> torch.Tensor:
+        g = time_column(sde.diffusion(t), x)
+        return sde.drift(x, t) - 0.5 * g**2 * score_fn(x, t)
+
+    return f

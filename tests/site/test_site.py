@@ -1,0 +1,32 @@
+"""The built HTML book works offline in a real browser: every page loads cleanly and renders its math."""
+
+import pytest
+from conftest import SITE
+
+PAGES = sorted(p.relative_to(SITE).as_posix() for p in (SITE / "book").glob("*.html"))
+
+
+def test_every_chapter_was_built():
+    assert "book/intro.html" in PAGES, f"no intro page under {SITE}"
+    assert len(PAGES) >= 2, f"only {PAGES} were built"
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_page_loads_offline_without_errors(open_page, page_path):
+    page, report = open_page(page_path)
+    assert page.title(), f"{page_path} has no title"
+    assert not report.outside_requests, f"{page_path} requested outside the site: {report.outside_requests}"
+    assert not report.failed_requests, f"{page_path} had failed requests: {report.failed_requests}"
+    assert not report.page_errors, f"{page_path} raised JavaScript errors: {report.page_errors}"
+    assert not report.console_errors, f"{page_path} logged console errors: {report.console_errors}"
+
+
+@pytest.mark.parametrize("page_path", [p for p in PAGES if p != "book/intro.html"])
+def test_math_is_rendered_by_the_local_mathjax(open_page, page_path):
+    page, _ = open_page(page_path)
+    n_math = page.locator("div.math, span.math").count()
+    assert n_math > 0, f"{page_path} has no math to render"
+    page.wait_for_selector("mjx-container", timeout=15_000)
+    assert page.locator("mjx-container").count() >= n_math, f"{page_path}: not every formula was typeset"
+    # MathJax reports TeX errors inline as <mjx-merror>; there must be none
+    assert page.locator("mjx-merror").count() == 0, f"{page_path} has TeX errors"

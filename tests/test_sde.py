@@ -1,0 +1,123 @@
+"""VESDE, Euler–Maruyama and the PF-ODE drift against closed forms and Monte Carlo."""
+
+import math
+
+import pytest
+import torch
+
+from sbgm_edu.ode import heun
+from sbgm_edu.scores import diffused_mixture_score
+from sbgm_edu.sde import VESDE, euler_maruyama, pf_ode_drift
+
+
+def test_marginal_std_matches_the_formula():
+    sde = VESDE(25.0)
+    for t in (0.0, 0.1, 0.5, 1.0):
+        want = math.sqrt((25.0 ** (2 * t) - 1) / (2 * math.log(25.0)))
+        assert sde.marginal_std(t).item() == pytest.approx(want, rel=1e-12)
+    assert sde.prior_std() == pytest.approx(9.8452, abs=1e-4)  # DESIGN.md: sigma_1 ~ 9.8 for sigma = 25
+
+
+@pytest.mark.parametrize("sigma", [1.0 + 1e-12, 1.0 + 1e-8, 1.0 + 1e-4])
+def test_sigma_near_one_tends_to_brownian_motion(sigma):
+    # Taylor series in a = 2 ln(sigma): sigma_t^2 = expm1(a t)/a = t + a t^2/2 + a^2 t^3/6 + O(a^3).
+    # Its limit is t; the naive formula would lose all digits to cancellation at sigma = 1 + 1e-12.
+    sde = VESDE(sigma)
+    t = torch.tensor([0.1, 0.5, 1.0], dtype=torch.float64)
+    a = 2 * math.log(sigma)
+    want = t + a * t**2 / 2 + a**2 * t**3 / 6
+    assert torch.allclose(sde.marginal_std(t) ** 2, want, rtol=1e-9, atol=0)
+
+
+def test_variance_derivative_equals_squared_diffusion():
+    # d(sigma_t^2)/dt = g(t)^2, by central finite differences (error O(h^2) ~ 1e-10 relative).
+    sde, h = VESDE(5.0), 1e-5
+    for t in (0.05, 0.3, 0.7, 0.95):
+        fd = (sde.marginal_std(t + h) ** 2 - sde.marginal_std(t - h) ** 2) / (2 * h)
+        assert fd.item() == pytest.approx(sde.diffusion(t).item() ** 2, rel=1e-7)
+
+
+def test_euler_maruyama_variance_matches_sigma_t_squared():
+    # Monte Carlo: 40,000 paths from x0 = 0. The sample variance has relative standard error
+    # sqrt(2 / N) = 0.7%; Euler–Maruyama's left-point rule adds a bias of about
+    # (sigma_t^2 - Riemann sum) / sigma_t^2, which with 400 steps is < 0.5%. Tolerance: 3.5%.
+    sde = VESDE(5.0)
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.zeros(40_000, 1, dtype=torch.float64)
+    ts = torch.linspace(0.0, 0.8, 401, dtype=torch.float64)
+    xt = euler_maruyama(sde.drift, sde.diffusion, x0, ts, generator=gen)
+    assert xt.var().item() == pytest.approx(sde.marginal_std(0.8).item() ** 2, rel=0.035)
+    assert abs(xt.mean().item()) < 5 * sde.marginal_std(0.8).item() / math.sqrt(40_000)
+
+
+def test_euler_maruyama_path_shape_and_reverse_grid():
+    gen = torch.Generator().manual_seed(1)
+    path = euler_maruyama(lambda x, t: -x, lambda t: 0.5, torch.ones(4, 3), [1.0, 0.5, 0.0], gen, return_path=True)
+    assert path.shape == (3, 4, 3)
+    assert torch.isfinite(path).all()
+
+
+def test_perturb_and_prior():
+    sde = VESDE(2.0)
+    x0 = torch.randn(5, 3)
+    noise = torch.randn(5, 3)
+    t = torch.rand(5)
+    want = x0 + sde.marginal_std(t)[:, None].float() * noise
+    assert torch.allclose(sde.perturb(x0, t, noise), want)
+    x1 = sde.sample_prior(20_000, 2, generator=torch.Generator().manual_seed(0))
+    # std of 40,000 normal draws: relative standard error 1/sqrt(2 * 40,000) = 0.35%; tolerance 2%.
+    assert x1.std().item() == pytest.approx(sde.prior_std(), rel=0.02)
+
+
+def test_prior_log_prob_matches_torch_normal():
+    sde = VESDE(25.0)
+    x = torch.randn(7, 4, dtype=torch.float64) * 3
+    want = torch.distributions.Normal(0.0, sde.prior_std()).log_prob(x).sum(dim=1)
+    assert torch.allclose(sde.prior_log_prob(x), want)
+
+
+def test_loss_weight_is_sigma_t_squared():
+    sde = VESDE(25.0)
+    assert sde.loss_weight(0.3).item() == pytest.approx((25.0**0.6 - 1) / (2 * math.log(25.0)))
+
+
+def test_pf_ode_flow_of_gaussian_data_matches_the_closed_form():
+    # Data N(mu, s^2 I) under VE: the PF-ODE maps x_1 to
+    # x_t = mu + (x_1 - mu) sqrt((s^2 + sigma_t^2) / (s^2 + sigma_1^2)).
+    sde = VESDE(25.0)
+    mu, s = torch.tensor([[0.5, -1.0]], dtype=torch.float64), 0.3
+    score = diffused_mixture_score(sde, mu, torch.tensor([s], dtype=torch.float64), torch.ones(1, dtype=torch.float64))
+    x1 = torch.tensor([[4.0, -7.0], [-10.0, 2.0]], dtype=torch.float64)
+    t_end = 1e-3
+    got = heun(pf_ode_drift(sde, score), x1, torch.linspace(1.0, t_end, 2001, dtype=torch.float64))
+    ratio = math.sqrt((s**2 + sde.marginal_std(t_end).item() ** 2) / (s**2 + sde.prior_std() ** 2))
+    want = mu + (x1 - mu) * ratio
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 0.5, -2.0, float("inf"), float("nan")])
+def test_bad_sigma_raises(sigma):
+    with pytest.raises(ValueError, match="sigma must be a finite float > 1"):
+        VESDE(sigma)
+
+
+def test_bad_arguments_raise():
+    sde = VESDE(25.0)
+    with pytest.raises(TypeError, match="sigma"):
+        VESDE("25")
+    with pytest.raises(ValueError, match=r"t must lie in \[0.0, 1.0\]"):
+        sde.marginal_std(1.5)
+    with pytest.raises(ValueError, match="t must lie"):
+        sde.marginal_std(torch.tensor([0.5, float("nan")]))
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
+        sde.sample_prior(0, 2)
+    with pytest.raises(TypeError, match="dim"):
+        sde.sample_prior(3, 2.0)
+    with pytest.raises(ValueError, match="noise must have the shape of x0"):
+        sde.perturb(torch.zeros(3, 2), 0.5, torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="t has 2 times but x has 3 rows"):
+        sde.perturb(torch.zeros(3, 2), torch.tensor([0.1, 0.2]), torch.zeros(3, 2))
+    with pytest.raises(TypeError, match="sde must be"):
+        pf_ode_drift("VE", lambda x, t: x)
+    with pytest.raises(ValueError, match="x0 must be finite"):
+        euler_maruyama(sde.drift, sde.diffusion, torch.tensor([[float("inf")]]), [0.0, 1.0])
