@@ -38,7 +38,7 @@ def _as_time_tensor(t: Time) -> torch.Tensor:
 
 
 class SDE:
-    """Interface shared by `VESDE` (and the VP SDEs of chapter 10).
+    """Interface shared by `VESDE`, `VPSDE` and `SubVPSDE`.
 
     Subclasses define `drift`, `diffusion`, `marginal_mean_coeff` and
     `marginal_std`; the rest follows from those. Times are floats or tensors of
@@ -147,6 +147,79 @@ class VESDE(SDE):
     def prior_std(self) -> float:
         """sigma_1 = sqrt((sigma^2 - 1) / (2 ln sigma)), the prior of eq. (ve-prior)."""
         return float(self.marginal_std(1.0))
+
+
+class VPSDE(SDE):
+    """The Variance Preserving SDE dx = -1/2 beta(t) x dt + sqrt(beta(t)) dv, eq. (vp-sde).
+
+    beta(t) = beta_min + t (beta_max - beta_min) (Song et al. 2021). With
+    B(t) = int_0^t beta = beta_min t + (beta_max - beta_min) t^2 / 2, the kernel is
+    N(m_t x_0, sigma_t^2 I) with m_t = exp(-B(t)/2) and sigma_t^2 = 1 - exp(-B(t)).
+    The continuous-time limit of the DDPM forward process of chapter 1.
+
+    Args:
+        beta_min, beta_max: 0 < beta_min <= beta_max (defaults 0.1 and 20 as in Song et al.).
+    """
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0) -> None:
+        for name, value in (("beta_min", beta_min), ("beta_max", beta_max)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a float > 0, got {value!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite float > 0, got {value}")
+        if beta_max < beta_min:
+            raise ValueError(f"beta_max must be >= beta_min = {beta_min}, got {beta_max}")
+        self.beta_min = float(beta_min)
+        self.beta_max = float(beta_max)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(beta_min={self.beta_min}, beta_max={self.beta_max})"
+
+    def beta(self, t: Time) -> torch.Tensor:
+        """beta(t) = beta_min + t (beta_max - beta_min)."""
+        t = _as_time_tensor(t)
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def integrated_beta(self, t: Time) -> torch.Tensor:
+        """B(t) = int_0^t beta(s) ds = beta_min t + (beta_max - beta_min) t^2 / 2."""
+        t = _as_time_tensor(t)
+        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
+
+    def drift(self, x: torch.Tensor, t: Time) -> torch.Tensor:
+        """f(x, t) = -1/2 beta(t) x, eq. (vp-sde). Shape (N, D)."""
+        return -0.5 * time_column(self.beta(t), x) * x
+
+    def diffusion(self, t: Time) -> torch.Tensor:
+        """g(t) = sqrt(beta(t)), eq. (vp-sde)."""
+        return torch.sqrt(self.beta(t))
+
+    def marginal_mean_coeff(self, t: Time) -> torch.Tensor:
+        """m_t = exp(-B(t) / 2)."""
+        return torch.exp(-0.5 * self.integrated_beta(t))
+
+    def marginal_std(self, t: Time) -> torch.Tensor:
+        """sigma_t = sqrt(1 - exp(-B(t))), computed with expm1 so that small t keeps its digits."""
+        return torch.sqrt(-torch.expm1(-self.integrated_beta(t)))
+
+    def prior_std(self) -> float:
+        """1: the prior is N(0, I), which p_1 matches up to m_1 = exp(-B(1)/2) (tiny for the defaults)."""
+        return 1.0
+
+
+class SubVPSDE(VPSDE):
+    """The sub-VP SDE dx = -1/2 beta(t) x dt + sqrt(beta(t) (1 - exp(-2 B(t)))) dv, eq. (subvp-sde).
+
+    Same drift and mean as `VPSDE`, but a smaller diffusion, so that
+    sigma_t = 1 - exp(-B(t)) (a standard deviation, below the VP one at every t).
+    """
+
+    def diffusion(self, t: Time) -> torch.Tensor:
+        """g(t) = sqrt(beta(t) (1 - exp(-2 B(t)))), eq. (subvp-sde)."""
+        return torch.sqrt(self.beta(t) * -torch.expm1(-2.0 * self.integrated_beta(t)))
+
+    def marginal_std(self, t: Time) -> torch.Tensor:
+        """sigma_t = 1 - exp(-B(t))."""
+        return -torch.expm1(-self.integrated_beta(t))
 
 
 def euler_maruyama(
