@@ -247,7 +247,8 @@ def euler_maruyama(
     Returns:
         The states at ts[-1], shape (N, D) (or the whole path).
 
-    Strong order 1/2, weak order 1.
+    Weak order 1. Strong order 1/2 in general, but 1 here: g depends on t only
+    (additive noise), where Euler–Maruyama coincides with the Milstein scheme.
     """
     check_tensor(x0, "x0")
     ts = check_time_grid(ts).tolist()
