@@ -1,0 +1,385 @@
+"""Better PF-ODE solvers: Heun as in EDM, Euler in the noise level (DDIM), DPM-Solver++(2M), and time grids.
+
+Chapter "Better solvers" (book/ch09_solvers.ipynb).
+
+Every solver here has the same signature
+
+    solve(score_fn, sde, x1, ts, return_path=False) -> x at ts[-1]
+
+with x1 the prior draw at ts[0] (usually t = 1) and ts a decreasing time grid
+(`uniform_time_grid` or `edm_time_grid`), so that `sbgm_edu.sampling.sample` can
+dispatch to them by name (`SOLVERS`).
+
+The noise-level variable. For each SDE of `sbgm_edu.sde` the kernel is
+N(m_t x_0, sigma_t^2 I). In the scaled variables x~ = x / m_t and
+sigma~ = sigma_t / m_t (the noise-to-signal ratio; sigma~ = sigma_t for the VE SDE,
+where m_t = 1) the PF-ODE of every such SDE takes the one form of Karras et al. 2022,
+eq. (euler-sigma):
+
+    dx~/dsigma~ = (x~ - D(x~, sigma~)) / sigma~,     D = (x + sigma_t^2 s(x, t)) / m_t,
+
+with D the data prediction (Tweedie's formula: D = E[x_0 | x_t]). For a single data
+point x*, D = x* for every x and sigma~, and the flow is a straight line toward x*.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from sbgm_edu._checks import check_positive_int, check_tensor, check_time_grid
+from sbgm_edu.ode import euler, heun
+from sbgm_edu.sde import SDE, VESDE, VPSDE, ScoreFn, SubVPSDE, pf_ode_drift
+
+Solver = Callable[..., torch.Tensor]
+"""solve(score_fn, sde, x1, ts, return_path=False) -> (N, D), or the path (len(ts), N, D)."""
+
+
+# ---------------------------------------------------------------------------
+# noise levels and time grids
+# ---------------------------------------------------------------------------
+
+
+def _check_sde(sde: SDE) -> None:
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be an sbgm_edu.sde.SDE (e.g. VESDE), got {type(sde).__name__}")
+
+
+def noise_level(sde: SDE, t: float | torch.Tensor) -> torch.Tensor:
+    """sigma~_t = sigma_t / m_t, the noise-to-signal ratio of the kernel of `sde` (= sigma_t for VE).
+
+    t: a float or a 1-D tensor of times in [0, 1]. Returns float64 of t's shape.
+    """
+    _check_sde(sde)
+    t = torch.as_tensor(t, dtype=torch.float64)
+    return (sde.marginal_std(t) / sde.marginal_mean_coeff(t)).to(torch.float64)
+
+
+def time_of_noise_level(sde: SDE, sigma: float | torch.Tensor) -> torch.Tensor:
+    """The inverse of `noise_level`: the time t at which sigma_t / m_t = sigma (float64, sigma's shape).
+
+    VE: sigma_t^2 = expm1(a t) / a with a = 2 ln(sigma_VE), so t = log1p(a sigma^2) / a
+        (= ln(1 + 2 ln sigma_VE * sigma^2) / (2 ln sigma_VE)).
+    VP: sigma~^2 = e^{B(t)} - 1, so B = log1p(sigma^2); sub-VP: sigma~ = 2 sinh(B/2), so
+        B = 2 asinh(sigma/2). Then t solves B(t) = beta_min t + (beta_max - beta_min) t^2 / 2.
+
+    Args:
+        sde: a VESDE, VPSDE or SubVPSDE.
+        sigma: noise levels >= 0, float or tensor.
+    """
+    _check_sde(sde)
+    sigma = torch.as_tensor(sigma, dtype=torch.float64)
+    if not torch.isfinite(sigma).all() or (sigma < 0).any():
+        raise ValueError("sigma must be finite and >= 0")
+    if isinstance(sde, VESDE):
+        a = sde._two_log_sigma
+        return torch.log1p(a * sigma**2) / a
+    if isinstance(sde, SubVPSDE):  # check before VPSDE: SubVPSDE is a subclass
+        big_b = 2.0 * torch.asinh(sigma / 2.0)
+    elif isinstance(sde, VPSDE):
+        big_b = torch.log1p(sigma**2)
+    else:
+        raise TypeError(f"time_of_noise_level knows VESDE, VPSDE and SubVPSDE, got {type(sde).__name__}")
+    b0, db = sde.beta_min, sde.beta_max - sde.beta_min
+    if db == 0.0:
+        return big_b / b0
+    # positive root of (db/2) t^2 + b0 t - B = 0, written to avoid cancellation
+    return 2.0 * big_b / (b0 + torch.sqrt(b0**2 + 2.0 * db * big_b))
+
+
+def _check_eps(eps: float) -> float:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and 0 < eps < 1):
+        raise ValueError(f"eps must be a float in (0, 1), got {eps!r}")
+    return float(eps)
+
+
+def uniform_time_grid(steps: int, eps: float = 1e-5) -> torch.Tensor:
+    """t_i = linspace(1, eps, steps + 1): the book's grid of eq. (ve-euler-sampler), float64."""
+    check_positive_int(steps, "steps")
+    return torch.linspace(1.0, _check_eps(eps), steps + 1, dtype=torch.float64)
+
+
+def edm_time_grid(sde: SDE, steps: int, eps: float = 1e-5, rho: float = 7.0) -> torch.Tensor:
+    """The time grid of Karras et al. 2022 (EDM, eq. (5)), eq. (edm-grid): `steps` + 1 times from 1 to eps.
+
+    Noise levels spaced uniformly in sigma~^{1/rho} (NVlabs/edm generate.py, `t_steps`):
+
+        sigma_i = (sigma_max^{1/rho} + i/(N-1) (sigma_min^{1/rho} - sigma_max^{1/rho}))^rho,  i = 0..N-1,
+
+    with N = steps + 1, sigma_max = sigma~_1 and sigma_min = sigma~_eps (`noise_level`), mapped back
+    to times by `time_of_noise_level`. rho = 7 puts most steps at low noise, where the
+    PF-ODE bends most; rho = 1 is uniform in sigma~. The endpoints are exactly 1 and eps.
+
+    Returns:
+        A strictly decreasing float64 tensor of shape (steps + 1,).
+    """
+    _check_sde(sde)
+    check_positive_int(steps, "steps")
+    eps = _check_eps(eps)
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not (math.isfinite(rho) and rho > 0):
+        raise ValueError(f"rho must be a float > 0, got {rho!r}")
+    sigma_max = noise_level(sde, 1.0).item()
+    sigma_min = noise_level(sde, eps).item()
+    i = torch.arange(steps + 1, dtype=torch.float64)
+    inv = 1.0 / rho
+    sigmas = (sigma_max**inv + i / steps * (sigma_min**inv - sigma_max**inv)) ** rho
+    ts = time_of_noise_level(sde, sigmas)
+    ts[0], ts[-1] = 1.0, eps  # remove round-off at the ends
+    return check_time_grid(ts)
+
+
+def logsnr_time_grid(sde: SDE, steps: int, eps: float = 1e-5) -> torch.Tensor:
+    """Times with ln sigma~ uniformly spaced from ln sigma~_1 to ln sigma~_eps, eq. (ch9-logsnr-grid).
+
+    The "time-uniform log-SNR" grid of Lu et al. 2022 (DPM-Solver, section 3.3 / Appendix), the
+    natural grid of solvers in lambda = -ln sigma~; it is the limit rho -> infinity of
+    `edm_time_grid`. Strictly decreasing float64, shape (steps + 1,), endpoints exactly 1 and eps.
+    """
+    _check_sde(sde)
+    check_positive_int(steps, "steps")
+    eps = _check_eps(eps)
+    log_max = math.log(noise_level(sde, 1.0).item())
+    log_min = math.log(noise_level(sde, eps).item())
+    ts = time_of_noise_level(sde, torch.exp(torch.linspace(log_max, log_min, steps + 1, dtype=torch.float64)))
+    ts[0], ts[-1] = 1.0, eps
+    return check_time_grid(ts)
+
+
+GRIDS = ("uniform", "edm", "logsnr")
+
+
+def time_grid(sde: SDE, steps: int, eps: float = 1e-5, grid: str = "uniform") -> torch.Tensor:
+    """The time grid named `grid`: "uniform" (`uniform_time_grid`), "edm" (rho = 7) or "logsnr"."""
+    if grid == "uniform":
+        return uniform_time_grid(steps, eps)
+    if grid == "edm":
+        return edm_time_grid(sde, steps, eps)
+    if grid == "logsnr":
+        return logsnr_time_grid(sde, steps, eps)
+    raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
+
+
+# ---------------------------------------------------------------------------
+# solvers, all solve(score_fn, sde, x1, ts, return_path=False)
+# ---------------------------------------------------------------------------
+
+
+def _check_solver_args(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts) -> list[float]:
+    if not callable(score_fn):
+        raise TypeError("score_fn must be callable as score_fn(x, t)")
+    _check_sde(sde)
+    check_tensor(x1, "x1", ndim=2)
+    ts = check_time_grid(ts)
+    if (ts < 0).any() or (ts > 1).any():
+        raise ValueError("ts must lie in [0, 1]")
+    return ts.tolist()
+
+
+def data_prediction(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, t: float) -> torch.Tensor:
+    """D(x, t) = (x + sigma_t^2 s(x, t)) / m_t: Tweedie's estimate of E[x_0 | x_t = x], shape (N, D)."""
+    m = sde.marginal_mean_coeff(t).item()
+    var = sde.marginal_std(t).item() ** 2
+    return (x + var * score_fn(x, t)) / m
+
+
+def euler_t(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False) -> torch.Tensor:
+    """Reverse-time Euler on the PF-ODE in t, eq. (euler-reverse): the book's sampler. 1 score evaluation per step."""
+    ts = _check_solver_args(score_fn, sde, x1, ts)
+    return euler(pf_ode_drift(sde, score_fn), x1, ts, return_path=return_path)
+
+
+def heun_t(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False) -> torch.Tensor:
+    """Heun's method on the PF-ODE in t, eq. (heun-step) (`sbgm_edu.ode.heun`). 2 evaluations per step."""
+    ts = _check_solver_args(score_fn, sde, x1, ts)
+    return heun(pf_ode_drift(sde, score_fn), x1, ts, return_path=return_path)
+
+
+def euler_sigma(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False) -> torch.Tensor:
+    """Euler in the noise level with the data prediction: DDIM = DPM-Solver-1, eq. (euler-sigma).
+
+    One score evaluation per step. From (x_i, t_i) to t_{i+1}, with sigma~ = `noise_level`:
+
+        D = D(x_i, t_i);   x~_{i+1} = D + (sigma~_{i+1} / sigma~_i) (x~_i - D);   x_{i+1} = m_{i+1} x~_{i+1},
+
+    an Euler step of dx~/dsigma~ = (x~ - D)/sigma~ (Karras et al. 2022, eq. (4), Algorithm 1
+    without its correction); the same update as deterministic DDIM (Song et al. 2021, eq. (12))
+    and DPM-Solver-1 (Lu et al. 2022, eq. (3.7)). For VE (m = 1): x' = D + (sigma'/sigma)(x - D).
+    If the data are one point x*, then D = x* and the step is exact however large it is.
+    """
+    ts = _check_solver_args(score_fn, sde, x1, ts)
+    x = x1
+    path = [x1]
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        m, m_next = sde.marginal_mean_coeff(t).item(), sde.marginal_mean_coeff(t_next).item()
+        s, s_next = noise_level(sde, t).item(), noise_level(sde, t_next).item()
+        d = data_prediction(score_fn, sde, x, t)  # the denoised estimate, in x~ units
+        x = m_next * (d + (s_next / s) * (x / m - d))  # move along the straight line from D through x~
+        if return_path:
+            path.append(x)
+    return torch.stack(path) if return_path else x
+
+
+def heun_edm(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False) -> torch.Tensor:
+    """Heun's method in the noise level, Karras et al. 2022, Algorithm 1 (NVlabs/edm generate.py, deterministic).
+
+    In the scaled variables (x~ = x / m_t, sigma~ = `noise_level`), with d(x~, sigma~) = (x~ - D)/sigma~:
+
+        d_i = d(x~_i, sigma~_i);  x~' = x~_i + (sigma~_{i+1} - sigma~_i) d_i            (Euler predictor)
+        if sigma~_{i+1} != 0:    x~_{i+1} = x~_i + (sigma~_{i+1} - sigma~_i)(d_i + d(x~', sigma~_{i+1}))/2
+
+    Karras et al. skip the correction on the last step, where it would divide by sigma~ = 0;
+    our grids end at t = eps > 0, so the correction is always applied (2 score evaluations
+    per step; the check is kept for grids ending at t = 0). No stochastic churn (S_churn = 0).
+    """
+    ts = _check_solver_args(score_fn, sde, x1, ts)
+
+    def slope(x_scaled: torch.Tensor, t: float, s: float) -> torch.Tensor:
+        m = sde.marginal_mean_coeff(t).item()
+        return (x_scaled - data_prediction(score_fn, sde, m * x_scaled, t)) / s  # dx~/dsigma~
+
+    m1 = sde.marginal_mean_coeff(ts[0]).item()
+    x = x1 / m1
+    path = [x1]
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        s, s_next = noise_level(sde, t).item(), noise_level(sde, t_next).item()
+        d = slope(x, t, s)
+        x_pred = x + (s_next - s) * d
+        if s_next > 0:  # second-order correction (trapezoid rule in sigma~)
+            x = x + (s_next - s) * 0.5 * (d + slope(x_pred, t_next, s_next))
+        else:
+            x = x_pred
+        if return_path:
+            path.append(sde.marginal_mean_coeff(t_next).item() * x)
+    x = sde.marginal_mean_coeff(ts[-1]).item() * x
+    return torch.stack(path) if return_path else x
+
+
+def dpm_solver_2m(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False) -> torch.Tensor:
+    """DPM-Solver++(2M): a second-order multistep method in lambda = -ln sigma~ (Lu et al. 2022b, Algorithm 2).
+
+    One score evaluation per step, like `euler_sigma`, but it reuses the previous data
+    prediction to extrapolate D linearly in lambda (h_i = lambda_{i+1} - lambda_i, r = h_{i-1}/h_i):
+
+        D^ = (1 + 1/(2r)) D_i - 1/(2r) D_{i-1};   x~_{i+1} = D^ + (sigma~_{i+1}/sigma~_i)(x~_i - D^).
+
+    The first step has no previous D and is the `euler_sigma` (DDIM) step. Source: the
+    reference code `dpm_solver_pytorch.py` (LuChengTHU/dpm-solver, `multistep_dpm_solver_second_update`,
+    "dpmsolver++", solver_type "dpmsolver").
+    """
+    ts = _check_solver_args(score_fn, sde, x1, ts)
+    x = x1
+    path = [x1]
+    d_prev, h_prev = None, None
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        m, m_next = sde.marginal_mean_coeff(t).item(), sde.marginal_mean_coeff(t_next).item()
+        s, s_next = noise_level(sde, t).item(), noise_level(sde, t_next).item()
+        d = data_prediction(score_fn, sde, x, t)
+        h = math.log(s / s_next)  # lambda_{i+1} - lambda_i > 0
+        if d_prev is None:
+            d_hat = d  # first step: DDIM
+        else:
+            r = h_prev / h
+            d_hat = (1 + 0.5 / r) * d - (0.5 / r) * d_prev  # linear extrapolation of D in lambda
+        x = m_next * (d_hat + (s_next / s) * (x / m - d_hat))
+        d_prev, h_prev = d, h
+        if return_path:
+            path.append(x)
+    return torch.stack(path) if return_path else x
+
+
+SOLVERS: dict[str, Solver] = {
+    "euler": euler_t,
+    "heun": heun_t,
+    "euler_sigma": euler_sigma,
+    "ddim": euler_sigma,
+    "heun_edm": heun_edm,
+    "dpm_solver_2m": dpm_solver_2m,
+}
+"""Solvers by name; all have the signature solve(score_fn, sde, x1, ts, return_path=False)."""
+
+EVALUATIONS_PER_STEP: dict[str, int] = {
+    "euler": 1,
+    "heun": 2,
+    "euler_sigma": 1,
+    "ddim": 1,
+    "heun_edm": 2,
+    "dpm_solver_2m": 1,
+}
+"""Score evaluations per step of each solver (on grids ending at t = eps > 0)."""
+
+
+def solve(
+    score_fn: ScoreFn,
+    sde: SDE,
+    x1: torch.Tensor,
+    ts: Sequence[float] | torch.Tensor,
+    solver: str = "euler",
+    return_path: bool = False,
+) -> torch.Tensor:
+    """Run the solver named `solver` (a key of `SOLVERS`) on the PF-ODE from x1 at ts[0] to ts[-1]."""
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
+    return SOLVERS[solver](score_fn, sde, x1, ts, return_path=return_path)
+
+
+class CountingScore:
+    """Wrap a score function and count its evaluations: `calls` (number of calls) and `rows` (points scored).
+
+    Use it to measure the number of function evaluations (NFE) of a solver rather than trusting a formula.
+    """
+
+    def __init__(self, score_fn: ScoreFn) -> None:
+        if not callable(score_fn):
+            raise TypeError("score_fn must be callable as score_fn(x, t)")
+        self.score_fn = score_fn
+        self.calls = 0
+
+    def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
+        self.calls += 1
+        return self.score_fn(x, t)
+
+
+def gaussian_pf_ode_flow(
+    sde: SDE, mu: torch.Tensor, s: float, x_start: torch.Tensor, t_start: float, t_end: float
+) -> torch.Tensor:
+    """The exact PF-ODE flow for Gaussian data N(mu, s^2 I): map x at t_start to t_end, eq. (ch9-gaussian-flow).
+
+    p_t = N(m_t mu, v_t I) with v_t = m_t^2 s^2 + sigma_t^2, and the PF-ODE moves each point along
+    x_t = m_t mu + (x_start - m_start mu) sqrt(v_t / v_start). For VE (m = 1) this is
+    x_t = mu + (x_1 - mu) sqrt((s^2 + sigma_t^2)/(s^2 + sigma_1^2)).
+
+    Args:
+        sde: the SDE; mu: the data mean, shape (1, D) or (D,); s >= 0: the data std.
+        x_start: points at t_start, shape (N, D).
+    """
+    _check_sde(sde)
+    check_tensor(x_start, "x_start", ndim=2)
+    m0, m1 = sde.marginal_mean_coeff(t_start).item(), sde.marginal_mean_coeff(t_end).item()
+    v0 = m0**2 * s**2 + sde.marginal_std(t_start).item() ** 2
+    v1 = m1**2 * s**2 + sde.marginal_std(t_end).item() ** 2
+    mu = mu.to(x_start.dtype)
+    return m1 * mu + (x_start - m0 * mu) * math.sqrt(v1 / v0)
+
+
+__all__ = [
+    "EVALUATIONS_PER_STEP",
+    "GRIDS",
+    "SOLVERS",
+    "CountingScore",
+    "data_prediction",
+    "dpm_solver_2m",
+    "edm_time_grid",
+    "euler_sigma",
+    "euler_t",
+    "gaussian_pf_ode_flow",
+    "heun_edm",
+    "heun_t",
+    "logsnr_time_grid",
+    "noise_level",
+    "solve",
+    "time_grid",
+    "time_of_noise_level",
+    "uniform_time_grid",
+]

@@ -1,0 +1,186 @@
+"""sbgm_edu.solvers against closed forms (Gaussian and one-point data) and scipy's solve_ivp."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+
+from sbgm_edu.convergence import loglog_slope
+from sbgm_edu.scores import diffused_mixture_score
+from sbgm_edu.sde import VESDE, VPSDE, SubVPSDE, pf_ode_drift
+from sbgm_edu.solvers import (
+    EVALUATIONS_PER_STEP,
+    SOLVERS,
+    CountingScore,
+    edm_time_grid,
+    gaussian_pf_ode_flow,
+    logsnr_time_grid,
+    noise_level,
+    solve,
+    time_grid,
+    time_of_noise_level,
+    uniform_time_grid,
+)
+
+F64 = torch.float64
+ALL_SDES = [VESDE(25.0), VPSDE(), SubVPSDE()]
+
+
+def gaussian_setup(sde, s=0.5):
+    mu = torch.tensor([[0.5, -1.0]], dtype=F64)
+    score = diffused_mixture_score(sde, mu, torch.tensor([s], dtype=F64), torch.ones(1, dtype=F64))
+    x1 = sde.prior_std() * torch.randn(8, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    return mu, s, score, x1
+
+
+def test_gaussian_flow_solves_the_pf_ode():
+    # independent check of the closed form itself: scipy integrates the PF-ODE with the exact score
+    sde = VESDE(25.0)
+    mu, s, score, x1 = gaussian_setup(sde)
+    f = pf_ode_drift(sde, score)
+    fun = lambda t, y: f(torch.as_tensor(y, dtype=F64).reshape(x1.shape), float(t)).reshape(-1).numpy()  # noqa: E731
+    ref = solve_ivp(fun, (1.0, 0.01), x1.reshape(-1).numpy(), rtol=1e-10, atol=1e-10).y[:, -1]
+    flow = gaussian_pf_ode_flow(sde, mu, s, x1, 1.0, 0.01)
+    assert np.allclose(flow.reshape(-1).numpy(), ref, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "name,order", [("euler", 1), ("heun", 2), ("euler_sigma", 1), ("heun_edm", 2), ("dpm_solver_2m", 2)]
+)
+def test_measured_convergence_orders_on_gaussian_data(name, order):
+    # the flow of N(mu, s^2 I) data is known in closed form; the error slope against the step count
+    # is -order once the steps are small (tolerance 0.25 on the fitted slope). On the EDM grid: on the
+    # uniform t grid the multistep DPM-Solver++(2M) sees wildly varying step ratios in lambda near t = 1
+    # and only reaches its order for much smaller steps.
+    sde = VESDE(25.0)
+    mu, s, score, x1 = gaussian_setup(sde)
+    eps = 1e-3
+    exact = gaussian_pf_ode_flow(sde, mu, s, x1, 1.0, eps)
+    steps = [16, 32, 64]
+    errors = [(solve(score, sde, x1, edm_time_grid(sde, n, eps), name) - exact).abs().max().item() for n in steps]
+    slope = loglog_slope(steps, errors)
+    assert abs(slope + order) < 0.25, (errors, slope)
+
+
+@pytest.mark.parametrize("sde", ALL_SDES, ids=repr)
+@pytest.mark.parametrize("name", ["euler_sigma", "heun_edm", "dpm_solver_2m"])
+def test_sigma_solvers_are_exact_for_one_data_point(sde, name):
+    # data = one point x*: D(x, t) = x* for every x and t, the flow is x_t = m_t x* + (sigma_t/sigma_1)(x_1 - m_1 x*)
+    # (a straight line in x~, sigma~), and Euler in sigma~ follows a straight line exactly, in ONE step
+    x_star = torch.tensor([[0.3, -0.7, 1.1]], dtype=F64)
+    score = diffused_mixture_score(sde, x_star, torch.zeros(1, dtype=F64), torch.ones(1, dtype=F64))
+    x1 = torch.randn(5, 3, generator=torch.Generator().manual_seed(1), dtype=F64)
+    eps = 1e-3
+    ts = torch.tensor([1.0, eps], dtype=F64)
+    m1, me = sde.marginal_mean_coeff(1.0).item(), sde.marginal_mean_coeff(eps).item()
+    ratio = sde.marginal_std(eps).item() / sde.marginal_std(1.0).item()
+    exact = me * x_star + ratio * (x1 - m1 * x_star)
+    got = solve(score, sde, x1, ts, name)
+    # exact up to round-off; the VP and sub-VP noise levels run from sigma~_1 = 152 down to 1e-3 or less,
+    # and Heun's correction multiplies differences of that size: measured 2e-10 (VP), 2e-8 (sub-VP)
+    assert torch.allclose(got, exact, atol=1e-7, rtol=0)
+    # while reverse-time Euler in t is far off in one step
+    assert (solve(score, sde, x1, ts, "euler") - exact).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("sde", [VPSDE(beta_min=0.1, beta_max=5.0), SubVPSDE(beta_min=0.5, beta_max=5.0)], ids=repr)
+def test_heun_edm_matches_solve_ivp_on_a_mixture(sde):
+    # the scaled-variable form is right for VP-type SDEs too: compare with a tight scipy solve in t
+    means = torch.tensor([[-1.0, 0.0], [1.0, 0.5]], dtype=F64)
+    score = diffused_mixture_score(sde, means, torch.tensor([0.2, 0.3], dtype=F64), torch.tensor([0.3, 0.7], dtype=F64))
+    f = pf_ode_drift(sde, score)
+    x1 = torch.randn(4, 2, generator=torch.Generator().manual_seed(2), dtype=F64)
+    eps = 1e-2
+    fun = lambda t, y: f(torch.as_tensor(y, dtype=F64).reshape(4, 2), float(t)).reshape(-1).numpy()  # noqa: E731
+    ref = solve_ivp(fun, (1.0, eps), x1.reshape(-1).numpy(), method="DOP853", rtol=1e-10, atol=1e-10).y[:, -1]
+    got = solve(score, sde, x1, edm_time_grid(sde, 100, eps), "heun_edm")
+    # Heun's error at 100 steps is about 1e-4 here (measured); a wrong scaling by m_t would be off by O(0.1)
+    assert np.allclose(got.reshape(-1).numpy(), ref, atol=1e-3)
+
+
+def test_ve_time_of_noise_level_is_the_closed_form_inverse():
+    sigma = 25.0
+    sde = VESDE(sigma)
+    st = torch.tensor([0.001, 0.1, 1.0, 5.0, 9.8], dtype=F64)
+    want = torch.log(1 + 2 * math.log(sigma) * st**2) / (2 * math.log(sigma))
+    assert torch.allclose(time_of_noise_level(sde, st), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("sde", ALL_SDES, ids=repr)
+def test_time_of_noise_level_inverts_noise_level(sde):
+    t = torch.tensor([1e-5, 0.01, 0.3, 0.7, 1.0], dtype=F64)
+    level = sde.marginal_std(t) / sde.marginal_mean_coeff(t)  # sigma_t / m_t straight from the SDE
+    assert torch.allclose(noise_level(sde, t), level)
+    assert torch.allclose(time_of_noise_level(sde, level), t, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("sde", ALL_SDES, ids=repr)
+def test_edm_grid_endpoints_monotone_and_spacing(sde):
+    eps, steps = 1e-5, 10
+    ts = edm_time_grid(sde, steps, eps)
+    assert ts.shape == (steps + 1,)
+    assert ts[0].item() == 1.0 and ts[-1].item() == eps
+    assert (ts[1:] < ts[:-1]).all()
+    # sigma~^{1/rho} is uniformly spaced (Karras et al. eq. (5))
+    root = noise_level(sde, ts) ** (1 / 7)
+    assert torch.allclose(root[1:] - root[:-1], (root[-1] - root[0]) / steps * torch.ones(steps, dtype=F64))
+    # rho = 1: uniform in sigma~ itself
+    lv = noise_level(sde, edm_time_grid(sde, steps, eps, rho=1.0))
+    assert torch.allclose(lv[1:] - lv[:-1], (lv[-1] - lv[0]) / steps * torch.ones(steps, dtype=F64))
+    # log-SNR grid: uniform in ln sigma~
+    ll = noise_level(sde, logsnr_time_grid(sde, steps, eps)).log()
+    assert torch.allclose(ll[1:] - ll[:-1], (ll[-1] - ll[0]) / steps * torch.ones(steps, dtype=F64))
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_score_evaluations_per_step(name):
+    sde = VESDE(10.0)
+    _, _, score, x1 = gaussian_setup(sde)
+    counter = CountingScore(score)
+    path = solve(counter, sde, x1, edm_time_grid(sde, 7), name, return_path=True)
+    assert counter.calls == 7 * EVALUATIONS_PER_STEP[name]
+    assert path.shape == (8, *x1.shape)
+    assert torch.equal(path[0], x1)
+    assert torch.allclose(path[-1], solve(score, sde, x1, edm_time_grid(sde, 7), name))
+
+
+def test_bad_arguments_raise():
+    sde = VESDE(10.0)
+    _, _, score, x1 = gaussian_setup(sde)
+    with pytest.raises(ValueError, match="solver"):
+        solve(score, sde, x1, uniform_time_grid(4), "rk4")
+    with pytest.raises(ValueError, match="steps"):
+        edm_time_grid(sde, 0)
+    with pytest.raises(ValueError, match="rho"):
+        edm_time_grid(sde, 5, rho=0.0)
+    with pytest.raises(ValueError, match="eps"):
+        edm_time_grid(sde, 5, eps=1.5)
+    with pytest.raises(ValueError, match="grid"):
+        time_grid(sde, 5, grid="cosine")
+    with pytest.raises(ValueError, match="ts"):
+        solve(score, sde, x1, torch.tensor([1.0, 0.5, 0.7]), "euler_sigma")
+    with pytest.raises(ValueError, match="x1"):
+        solve(score, sde, x1[0], uniform_time_grid(4), "heun_edm")
+    with pytest.raises(TypeError, match="sde"):
+        edm_time_grid("ve", 5)
+    with pytest.raises(ValueError, match="sigma"):
+        time_of_noise_level(sde, -1.0)
+
+
+def test_euler_sigma_is_ddim_for_vp():
+    # deterministic DDIM (Song et al. 2021, eq. (12), eta = 0) in its own variables: with alpha-bar = m_t^2,
+    # eps_hat = -sigma_t s(x, t), x0_hat = (x - sigma_t eps_hat) / m_t, x' = m' x0_hat + sigma' eps_hat
+    sde = VPSDE()
+    means = torch.tensor([[-1.0, 0.0], [1.0, 0.5]], dtype=F64)
+    score = diffused_mixture_score(sde, means, torch.tensor([0.2, 0.3], dtype=F64), torch.tensor([0.3, 0.7], dtype=F64))
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(4), dtype=F64)
+    t, t_next = 0.6, 0.35
+    m, sig = sde.marginal_mean_coeff(t).item(), sde.marginal_std(t).item()
+    m2, sig2 = sde.marginal_mean_coeff(t_next).item(), sde.marginal_std(t_next).item()
+    eps_hat = -sig * score(x, t)
+    x0_hat = (x - sig * eps_hat) / m
+    ddim = m2 * x0_hat + sig2 * eps_hat
+    got = solve(score, sde, x, torch.tensor([t, t_next], dtype=F64), "ddim")
+    assert torch.allclose(got, ddim, atol=1e-12)
