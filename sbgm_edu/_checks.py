@@ -37,6 +37,19 @@ def check_positive_int(n: int, name: str, minimum: int = 1) -> int:
     return n
 
 
+def check_eps(eps: float, name: str = "eps") -> float:
+    """Check that the smallest time `eps` is a float in (0, 1); return it as a float."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and 0.0 < eps < 1.0):
+        raise ValueError(f"{name} must be a float in (0, 1), got {eps!r}")
+    return float(eps)
+
+
+def check_score_fn(score_fn: object) -> None:
+    """Check that `score_fn` can be called as score_fn(x, t)."""
+    if not callable(score_fn):
+        raise TypeError(f"score_fn must be callable as score_fn(x, t), got {type(score_fn).__name__}")
+
+
 def check_time_grid(ts: Sequence[float] | torch.Tensor, name: str = "ts") -> torch.Tensor:
     """Return `ts` as a 1-D float64 tensor; it must have >= 2 finite, strictly monotone entries."""
     ts = torch.as_tensor(ts, dtype=torch.float64)

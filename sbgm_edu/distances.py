@@ -18,7 +18,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from sbgm_edu._checks import check_tensor
-from sbgm_edu.sde import SDE
+from sbgm_edu.sde import SDE, check_sde
 
 
 def gaussian_kl(mean0: torch.Tensor, cov0: torch.Tensor, mean1: torch.Tensor, cov1: torch.Tensor) -> float:
@@ -79,8 +79,7 @@ def prior_gap_kl(data: torch.Tensor, sde: SDE) -> float:
     check_tensor(data, "data", ndim=2)
     if data.shape[0] < 2:
         raise ValueError(f"data must hold at least 2 points, got {data.shape[0]}")
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be an sbgm_edu.sde.SDE (e.g. VESDE), got {type(sde).__name__}")
+    check_sde(sde)
     x = data.to(torch.float64)
     m1 = float(sde.marginal_mean_coeff(1.0))
     var1 = float(sde.marginal_std(1.0)) ** 2

@@ -41,8 +41,8 @@ from collections.abc import Callable
 
 import torch
 
-from sbgm_edu._checks import Time, check_positive_int, check_tensor
-from sbgm_edu.sde import SDE, ScoreFn, pf_ode_drift
+from sbgm_edu._checks import Time, check_positive_int, check_score_fn, check_tensor
+from sbgm_edu.sde import SDE, ScoreFn, check_sde, pf_ode_drift
 from sbgm_edu.solvers import GRIDS, time_grid
 
 VectorField = Callable[[torch.Tensor, Time], torch.Tensor]
@@ -132,10 +132,8 @@ def rk4_step(f: VectorField, z: torch.Tensor, t: float, h: float) -> torch.Tenso
 
 def _check_args(score_fn: ScoreFn, sde: SDE, x0: torch.Tensor, steps: int, eps: float, method: str,
                 n_probes: int, probe: str, grid: str) -> None:
-    if not callable(score_fn):
-        raise TypeError("score_fn must be callable as score_fn(x, t)")
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be an sbgm_edu.sde.SDE (e.g. VESDE), got {type(sde).__name__}")
+    check_score_fn(score_fn)
+    check_sde(sde)
     check_tensor(x0, "x0", ndim=2)
     check_positive_int(steps, "steps")
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and 0 < eps < 1):

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from sbgm_edu._checks import Time, check_positive_int, check_tensor, check_time, time_column
-from sbgm_edu.sde import SDE
+from sbgm_edu.sde import SDE, check_sde
 
 
 def _check_inputs(x: torch.Tensor, t: Time, dim: int) -> None:
@@ -145,8 +145,7 @@ class ScoreNet(nn.Module):
         data_mean: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(sde, SDE):
-            raise TypeError(f"sde must be an sbgm_edu.sde.SDE (e.g. VESDE), got {type(sde).__name__}")
+        check_sde(sde)
         if isinstance(data_std, bool) or not isinstance(data_std, (int, float)) or not data_std > 0:
             raise ValueError(f"data_std must be a float > 0, got {data_std!r}")
         self.sde = sde

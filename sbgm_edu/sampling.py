@@ -16,41 +16,33 @@ samples of the 8x8 digits as one image for display.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 
-from sbgm_edu._checks import check_positive_int
+from sbgm_edu import solvers
+from sbgm_edu._checks import check_eps, check_positive_int, check_score_fn
 from sbgm_edu.ode import euler, heun
-from sbgm_edu.sde import SDE, ScoreFn, pf_ode_drift
+from sbgm_edu.sde import SDE, ScoreFn, check_sde, pf_ode_drift
 
 SOLVERS: dict[str, Callable] = {"euler": euler, "heun": heun}
 """The ODE solvers of `sbgm_edu.ode` that `sample` applies to the PF-ODE drift, by name. `sample` also
 accepts the names of `sbgm_edu.solvers.SOLVERS` (chapter 9, "Better solvers")."""
 
 
-def _check_eps(eps: float) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-        raise TypeError(f"eps must be a float in (0, 1), got {eps!r}")
-    if not (math.isfinite(eps) and 0.0 < eps < 1.0):
-        raise ValueError(f"eps must be a float in (0, 1), got {eps}")
-    return float(eps)
-
-
 def _check_common(score_fn: ScoreFn, sde: SDE, n: int, dim: int) -> None:
-    if not callable(score_fn):
-        raise TypeError("score_fn must be callable as score_fn(x, t)")
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be an sbgm_edu.sde.SDE (e.g. VESDE), got {type(sde).__name__}")
+    check_score_fn(score_fn)
+    check_sde(sde)
     check_positive_int(n, "n")
     check_positive_int(dim, "dim")
 
 
 def sampling_grid(steps: int, eps: float = 1e-5) -> torch.Tensor:
-    """The time grid of eq. (ve-euler-sampler): `steps` + 1 points from 1 down to eps (float64)."""
-    check_positive_int(steps, "steps")
-    return torch.linspace(1.0, _check_eps(eps), steps + 1, dtype=torch.float64)
+    """The time grid of eq. (ve-euler-sampler): `steps` + 1 points from 1 down to eps (float64).
+
+    The same grid as `sbgm_edu.solvers.uniform_time_grid` (one implementation, two names).
+    """
+    return solvers.uniform_time_grid(steps, eps)
 
 
 def sample(
@@ -63,6 +55,7 @@ def sample(
     eps: float = 1e-5,
     generator: torch.Generator | None = None,
     return_path: bool = False,
+    grid: str = "uniform",
 ) -> torch.Tensor:
     """Draw n samples by solving the PF-ODE from t = 1 to t = eps, eq. (ve-euler-sampler).
 
@@ -90,17 +83,17 @@ def sample(
         eps: the last time, 0 < eps < 1 (the score is not defined at t = 0 for a finite data set).
         generator: torch.Generator for the prior draw (the only randomness).
         return_path: if True, return every state, shape (steps + 1, n, dim); path[0] = x_1.
+        grid: the time grid: "uniform" (eq. (ve-euler-sampler), the default), "edm" (Karras et al.
+            2022, rho = 7, eq. (edm-grid)) or "logsnr" (uniform in ln sigma_t); see `sbgm_edu.solvers`.
 
     Returns:
         The samples x_eps, shape (n, dim) (or the path).
     """
     _check_common(score_fn, sde, n, dim)
-    from sbgm_edu import solvers  # chapter 9's solvers; imported here so that this module stands alone
-
     allowed = sorted(set(SOLVERS) | set(solvers.SOLVERS))
     if solver not in allowed:
         raise ValueError(f"solver must be one of {allowed}, got {solver!r}")
-    ts = sampling_grid(steps, eps)
+    ts = solvers.time_grid(sde, steps, eps, grid)
     with torch.no_grad():
         x1 = sde.sample_prior(n, dim, generator=generator)
         if solver in SOLVERS:
@@ -155,7 +148,7 @@ def original_sample(
     """
     _check_common(score_fn, sde, n, dim)
     check_positive_int(T, "T", minimum=2)
-    ts = torch.linspace(1.0, _check_eps(eps), T, dtype=torch.float64).tolist()
+    ts = torch.linspace(1.0, check_eps(eps), T, dtype=torch.float64).tolist()
     delta = ts[0] - ts[1]
     with torch.no_grad():
         x = sde.sample_prior(n, dim, generator=generator)

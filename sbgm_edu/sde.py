@@ -19,6 +19,7 @@ import torch
 from sbgm_edu._checks import (
     Time,
     check_positive_int,
+    check_score_fn,
     check_tensor,
     check_time,
     check_time_grid,
@@ -222,6 +223,13 @@ class SubVPSDE(VPSDE):
         return -torch.expm1(-self.integrated_beta(t))
 
 
+def check_sde(sde: object) -> SDE:
+    """Check that `sde` is one of this module's SDEs (VESDE, VPSDE, SubVPSDE, ...)."""
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be an sbgm_edu.sde.SDE (e.g. VESDE), got {type(sde).__name__}")
+    return sde
+
+
 def euler_maruyama(
     drift: Callable[[torch.Tensor, float], torch.Tensor],
     diffusion: Callable[[float], torch.Tensor | float],
@@ -270,10 +278,8 @@ def pf_ode_drift(sde: SDE, score_fn: ScoreFn) -> Callable[[torch.Tensor, float],
     dx/dt = f(x, t) from t = 1 down to t ~ 0 turns prior samples into data
     samples, with the same marginals p_t as the SDE. x has shape (N, D).
     """
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be an sbgm_edu.sde.SDE (e.g. VESDE), got {type(sde).__name__}")
-    if not callable(score_fn):
-        raise TypeError("score_fn must be callable as score_fn(x, t)")
+    check_sde(sde)
+    check_score_fn(score_fn)
 
     def f(x: torch.Tensor, t: float) -> torch.Tensor:
         g = time_column(sde.diffusion(t), x)

@@ -29,9 +29,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from sbgm_edu._checks import check_positive_int, check_tensor, check_time_grid
+from sbgm_edu._checks import check_eps, check_positive_int, check_score_fn, check_tensor, check_time_grid
 from sbgm_edu.ode import euler, heun
-from sbgm_edu.sde import SDE, VESDE, VPSDE, ScoreFn, SubVPSDE, pf_ode_drift
+from sbgm_edu.sde import SDE, VESDE, VPSDE, ScoreFn, SubVPSDE, check_sde, pf_ode_drift
 
 Solver = Callable[..., torch.Tensor]
 """solve(score_fn, sde, x1, ts, return_path=False) -> (N, D), or the path (len(ts), N, D)."""
@@ -42,17 +42,12 @@ Solver = Callable[..., torch.Tensor]
 # ---------------------------------------------------------------------------
 
 
-def _check_sde(sde: SDE) -> None:
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be an sbgm_edu.sde.SDE (e.g. VESDE), got {type(sde).__name__}")
-
-
 def noise_level(sde: SDE, t: float | torch.Tensor) -> torch.Tensor:
     """sigma~_t = sigma_t / m_t, the noise-to-signal ratio of the kernel of `sde` (= sigma_t for VE).
 
     t: a float or a 1-D tensor of times in [0, 1]. Returns float64 of t's shape.
     """
-    _check_sde(sde)
+    check_sde(sde)
     t = torch.as_tensor(t, dtype=torch.float64)
     return (sde.marginal_std(t) / sde.marginal_mean_coeff(t)).to(torch.float64)
 
@@ -69,7 +64,7 @@ def time_of_noise_level(sde: SDE, sigma: float | torch.Tensor) -> torch.Tensor:
         sde: a VESDE, VPSDE or SubVPSDE.
         sigma: noise levels >= 0, float or tensor.
     """
-    _check_sde(sde)
+    check_sde(sde)
     sigma = torch.as_tensor(sigma, dtype=torch.float64)
     if not torch.isfinite(sigma).all() or (sigma < 0).any():
         raise ValueError("sigma must be finite and >= 0")
@@ -89,16 +84,10 @@ def time_of_noise_level(sde: SDE, sigma: float | torch.Tensor) -> torch.Tensor:
     return 2.0 * big_b / (b0 + torch.sqrt(b0**2 + 2.0 * db * big_b))
 
 
-def _check_eps(eps: float) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and 0 < eps < 1):
-        raise ValueError(f"eps must be a float in (0, 1), got {eps!r}")
-    return float(eps)
-
-
 def uniform_time_grid(steps: int, eps: float = 1e-5) -> torch.Tensor:
     """t_i = linspace(1, eps, steps + 1): the book's grid of eq. (ve-euler-sampler), float64."""
     check_positive_int(steps, "steps")
-    return torch.linspace(1.0, _check_eps(eps), steps + 1, dtype=torch.float64)
+    return torch.linspace(1.0, check_eps(eps), steps + 1, dtype=torch.float64)
 
 
 def edm_time_grid(sde: SDE, steps: int, eps: float = 1e-5, rho: float = 7.0) -> torch.Tensor:
@@ -115,9 +104,9 @@ def edm_time_grid(sde: SDE, steps: int, eps: float = 1e-5, rho: float = 7.0) -> 
     Returns:
         A strictly decreasing float64 tensor of shape (steps + 1,).
     """
-    _check_sde(sde)
+    check_sde(sde)
     check_positive_int(steps, "steps")
-    eps = _check_eps(eps)
+    eps = check_eps(eps)
     if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not (math.isfinite(rho) and rho > 0):
         raise ValueError(f"rho must be a float > 0, got {rho!r}")
     sigma_max = noise_level(sde, 1.0).item()
@@ -137,9 +126,9 @@ def logsnr_time_grid(sde: SDE, steps: int, eps: float = 1e-5) -> torch.Tensor:
     natural grid of solvers in lambda = -ln sigma~; it is the limit rho -> infinity of
     `edm_time_grid`. Strictly decreasing float64, shape (steps + 1,), endpoints exactly 1 and eps.
     """
-    _check_sde(sde)
+    check_sde(sde)
     check_positive_int(steps, "steps")
-    eps = _check_eps(eps)
+    eps = check_eps(eps)
     log_max = math.log(noise_level(sde, 1.0).item())
     log_min = math.log(noise_level(sde, eps).item())
     ts = time_of_noise_level(sde, torch.exp(torch.linspace(log_max, log_min, steps + 1, dtype=torch.float64)))
@@ -167,9 +156,8 @@ def time_grid(sde: SDE, steps: int, eps: float = 1e-5, grid: str = "uniform") ->
 
 
 def _check_solver_args(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts) -> list[float]:
-    if not callable(score_fn):
-        raise TypeError("score_fn must be callable as score_fn(x, t)")
-    _check_sde(sde)
+    check_score_fn(score_fn)
+    check_sde(sde)
     check_tensor(x1, "x1", ndim=2)
     ts = check_time_grid(ts)
     if (ts < 0).any() or (ts > 1).any():
@@ -331,8 +319,7 @@ class CountingScore:
     """
 
     def __init__(self, score_fn: ScoreFn) -> None:
-        if not callable(score_fn):
-            raise TypeError("score_fn must be callable as score_fn(x, t)")
+        check_score_fn(score_fn)
         self.score_fn = score_fn
         self.calls = 0
 
@@ -354,7 +341,7 @@ def gaussian_pf_ode_flow(
         sde: the SDE; mu: the data mean, shape (1, D) or (D,); s >= 0: the data std.
         x_start: points at t_start, shape (N, D).
     """
-    _check_sde(sde)
+    check_sde(sde)
     check_tensor(x_start, "x_start", ndim=2)
     m0, m1 = sde.marginal_mean_coeff(t_start).item(), sde.marginal_mean_coeff(t_end).item()
     v0 = m0**2 * s**2 + sde.marginal_std(t_start).item() ** 2

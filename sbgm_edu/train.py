@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sbgm_edu._checks import check_positive_int, check_tensor
+from sbgm_edu._checks import check_eps, check_positive_int, check_tensor
 from sbgm_edu.data import DIGITS_DATA_MAP
 from sbgm_edu.nets import OriginalScoreNet, ScoreNet
-from sbgm_edu.sde import SDE, VESDE, ScoreFn
+from sbgm_edu.sde import SDE, VESDE, ScoreFn, check_sde
 
 LossWeight = Callable[[torch.Tensor], torch.Tensor]
 """lambda(t) -> weight, for t of shape (N,) returns shape (N,)."""
@@ -45,17 +45,6 @@ EPS = 1e-5
 # ---------------------------------------------------------------------------
 
 
-def _check_eps(eps: float) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (0.0 < eps < 1.0):
-        raise ValueError(f"eps must be a float in (0, 1), got {eps!r}")
-    return float(eps)
-
-
-def _check_sde(sde: SDE) -> None:
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be an sbgm_edu.sde.SDE (e.g. VESDE), got {type(sde).__name__}")
-
-
 def original_loss_weight(sde: SDE) -> LossWeight:
     """The weight the original notebook effectively uses, written for the score-space loss: sigma_t^4.
 
@@ -65,7 +54,7 @@ def original_loss_weight(sde: SDE) -> LossWeight:
     form of eq. (dsm-loss) its weight is therefore sigma_t^4 (chapter "Why the
     first attempt fails").
     """
-    _check_sde(sde)
+    check_sde(sde)
     return lambda t: sde.marginal_std(t) ** 4
 
 
@@ -95,7 +84,7 @@ def dsm_loss_per_example(
     Returns:
         The loss of each example, shape (N,).
     """
-    _check_sde(sde)
+    check_sde(sde)
     check_tensor(x0, "x0", ndim=2)
     check_tensor(x1, "x1", ndim=2)
     if x1.shape != x0.shape:
@@ -143,9 +132,9 @@ def dsm_loss(
     Returns:
         The loss, differentiable with respect to the parameters of score_fn.
     """
-    _check_sde(sde)
+    check_sde(sde)
     check_tensor(x0, "x0", ndim=2)
-    eps = _check_eps(eps)
+    eps = check_eps(eps)
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     n = x0.shape[0]
@@ -208,11 +197,11 @@ def validation_loss(
     Returns:
         The mean loss per example and coordinate, a float.
     """
-    _check_sde(sde)
+    check_sde(sde)
     check_tensor(x0, "x0", ndim=2)
     check_positive_int(steps, "steps")
     check_positive_int(repeats, "repeats")
-    eps = _check_eps(eps)
+    eps = check_eps(eps)
     ts = eps + (1.0 - eps) * (torch.arange(steps, dtype=torch.float64) + 0.5) / steps
     total = 0.0
     for _ in range(repeats):
@@ -257,10 +246,10 @@ def log_prob_proxy(
     Returns:
         The proxy (lower is better in the original's training loop).
     """
-    _check_sde(sde)
+    check_sde(sde)
     check_tensor(x0, "x0", ndim=2)
     check_positive_int(steps, "steps", minimum=2)
-    eps = _check_eps(eps)
+    eps = check_eps(eps)
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     weight = original_loss_weight(sde) if loss_weight is None else loss_weight
@@ -372,7 +361,7 @@ def train(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _check_sde(sde)
+    check_sde(sde)
     dim = getattr(model, "dim", None)
     train_data = _check_data(train_data, "train_data", dim)
     val_data = _check_data(val_data, "val_data", train_data.shape[1])
@@ -383,7 +372,7 @@ def train(
     check_positive_int(val_repeats, "val_repeats")
     check_positive_int(val_every, "val_every")
     check_positive_int(seed, "seed", minimum=0)
-    eps = _check_eps(eps)
+    eps = check_eps(eps)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a float > 0, got {lr!r}")
     if optimizer not in ("adam", "adamax"):

@@ -14,7 +14,7 @@ import torch
 from scipy.integrate import quad
 
 from sbgm_edu.sampling import SOLVERS, original_sample, sample, sampling_grid, tile_digits
-from sbgm_edu.scores import diffused_mixture_score
+from sbgm_edu.scores import diffused_mixture_score, empirical_score
 from sbgm_edu.sde import VESDE
 
 MU = torch.tensor([[0.7, -1.3]])
@@ -208,3 +208,23 @@ def test_tile_digits_places_each_image():
         tile_digits(torch.zeros(3, 10))
     with pytest.raises(ValueError, match="ncols"):
         tile_digits(torch.zeros(3, 64), ncols=0)
+
+
+@pytest.mark.parametrize("grid", ["uniform", "edm", "logsnr"])
+def test_euler_sigma_recovers_a_single_data_point_on_every_grid(grid):
+    # For data = one point mu, the PF-ODE in sigma is x_sigma = mu + (sigma / sigma_1)(x_1 - mu): a straight
+    # line, which Euler in sigma (DDIM) follows exactly on any grid; the endpoint is mu + sigma_eps/sigma_1 (x_1 - mu).
+    sde = VESDE(25.0)
+    mu = torch.tensor([[0.3, -0.7, 0.1]], dtype=torch.float64)
+    score = empirical_score(sde, mu)
+    gen = torch.Generator().manual_seed(5)
+    x = sample(score, sde, 4, 3, 3, solver="euler_sigma", grid=grid, generator=gen).to(torch.float64)
+    x1 = sde.sample_prior(4, 3, generator=torch.Generator().manual_seed(5)).to(torch.float64)
+    ratio = sde.marginal_std(1e-5).item() / sde.prior_std()
+    assert torch.allclose(x, mu + ratio * (x1 - mu), atol=1e-5)
+
+
+def test_unknown_grid_raises():
+    sde = VESDE(25.0)
+    with pytest.raises(ValueError, match="grid must be one of"):
+        sample(lambda x, t: -x, sde, 2, 2, 3, grid="cosine")
