@@ -26,7 +26,7 @@ def test_math_is_rendered_by_the_local_mathjax(open_page, page_path):
     page, _ = open_page(page_path)
     n_math = page.locator("div.math, span.math").count()
     assert n_math > 0, f"{page_path} has no math to render"
-    page.wait_for_selector("mjx-container", timeout=15_000)
+    page.wait_for_selector("mjx-container", state="attached", timeout=15_000)
     assert page.locator("mjx-container").count() >= n_math, f"{page_path}: not every formula was typeset"
     # MathJax reports TeX errors inline as <mjx-merror>; there must be none
     assert page.locator("mjx-merror").count() == 0, f"{page_path} has TeX errors"
