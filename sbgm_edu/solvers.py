@@ -349,6 +349,75 @@ def gaussian_pf_ode_flow(
     mu = mu.to(x_start.dtype)
     return m1 * mu + (x_start - m0 * mu) * math.sqrt(v1 / v0)
 
+ErrorProblem = tuple[ScoreFn, torch.Tensor, float]
+"""(exact score_fn, exact end point x_eps for each prior draw (N, D), the data's scale)."""
+
+
+def reference_problems(sde: SDE, x1: torch.Tensor, eps: float = 1e-5) -> dict[str, ErrorProblem]:
+    """Chapter 9's two exact-score problems, solved exactly from the prior draws x1 (N, 2) at t = 1 to t = eps.
+
+    (a) Gaussian data N(mu, s^2 I), mu = (0.5, -1), s = 0.5: exact end points from the closed-form
+        flow (`gaussian_pf_ode_flow`); scale s.
+    (b) the 2-D mixture of `sbgm_edu.data.toy_mixture_params`: end points from scipy's DOP853 with
+        rtol = atol = 1e-10 on the PF-ODE with the exact score; scale the per-coordinate std of the mixture.
+    Everything in float64.
+    """
+    from scipy.integrate import solve_ivp
+
+    from sbgm_edu.data import toy_mixture_params
+    from sbgm_edu.scores import diffused_mixture_score
+
+    check_sde(sde)
+    check_tensor(x1, "x1", ndim=2)
+    eps = check_eps(eps)
+    x1 = x1.to(torch.float64)
+    mu, s = torch.tensor([[0.5, -1.0]], dtype=torch.float64), 0.5
+    gauss_score = diffused_mixture_score(sde, mu, torch.tensor([s], dtype=torch.float64),
+                                         torch.ones(1, dtype=torch.float64))
+    gauss_exact = gaussian_pf_ode_flow(sde, mu, s, x1, 1.0, eps)
+
+    params = {k: v.to(torch.float64) for k, v in toy_mixture_params().items()}
+    mix_score = diffused_mixture_score(sde, **params)
+    drift = pf_ode_drift(sde, mix_score)
+    ref = solve_ivp(lambda t, y: drift(torch.as_tensor(y).reshape(x1.shape), float(t)).reshape(-1).numpy(),
+                    (1.0, eps), x1.reshape(-1).numpy(), method="DOP853", rtol=1e-10, atol=1e-10)
+    mix_exact = torch.as_tensor(ref.y[:, -1]).reshape(x1.shape)
+    w, m, sd = params["weights"], params["means"], params["stds"]
+    mix_mean = (w[:, None] * m).sum(0)
+    mix_scale = math.sqrt((w * (sd**2 + ((m - mix_mean) ** 2).sum(1) / 2)).sum().item())  # per coordinate
+    return {"(a) Gaussian": (gauss_score, gauss_exact, s), "(b) mixture": (mix_score, mix_exact, mix_scale)}
+
+
+def error_vs_nfe(
+    problems: dict[str, ErrorProblem],
+    sde: SDE,
+    x1: torch.Tensor,
+    methods: Sequence[tuple[str, str]],
+    nfes: Sequence[int],
+    eps: float = 1e-5,
+) -> dict[tuple[str, str, str], list[tuple[int, float]]]:
+    """Error at t = eps against the number of score evaluations, for each problem and (solver, grid).
+
+    For each NFE budget the solver takes NFE // EVALUATIONS_PER_STEP[solver] steps on the named grid;
+    the NFE reported is the COUNTED number of score calls (`CountingScore`). The error is the RMS
+    distance to the exact end point divided by the problem's data scale.
+
+    Returns:
+        {(problem, solver, grid): [(counted NFE, relative RMS error), ...]} in the order of `nfes`.
+    """
+    x1 = x1.to(torch.float64)
+    errors: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
+    for pname, (score, exact, scale) in problems.items():
+        for solver, grid in methods:
+            rows = []
+            for nfe in nfes:
+                counter = CountingScore(score)
+                steps = max(1, nfe // EVALUATIONS_PER_STEP[solver])
+                x = solve(counter, sde, x1, time_grid(sde, steps, eps, grid), solver)
+                rows.append((counter.calls, (x - exact).pow(2).mean().sqrt().item() / scale))
+            errors[pname, solver, grid] = rows
+    return errors
+
 
 __all__ = [
     "EVALUATIONS_PER_STEP",
@@ -358,6 +427,7 @@ __all__ = [
     "data_prediction",
     "dpm_solver_2m",
     "edm_time_grid",
+    "error_vs_nfe",
     "euler_sigma",
     "euler_t",
     "gaussian_pf_ode_flow",
@@ -365,6 +435,7 @@ __all__ = [
     "heun_t",
     "logsnr_time_grid",
     "noise_level",
+    "reference_problems",
     "solve",
     "time_grid",
     "time_of_noise_level",
