@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
-from sbgm_edu.data import load_digits, unit_interval_to_pixels
+from sbgm_edu.data import load_digits, to_original_map
 from sbgm_edu.metrics import DIVERGED_LEVEL, METRIC_NAMES, quality_report
 from sbgm_edu.nets import OriginalScoreNet, ScoreNet
-from sbgm_edu.sampling import original_sample, sample
+from sbgm_edu.recipes import sample_recipe
 from sbgm_edu.sde import VESDE
 from sbgm_edu.train import original_loss_weight, train
 
@@ -40,16 +40,6 @@ N_SHOWN = 16
 T = 20
 SAMPLE_SEED = 1234
 EPOCHS = 150
-
-
-def to_original_map(x: torch.Tensor) -> torch.Tensor:
-    """Book data (2x/16 - 1) -> the original's 2x/17 - 1."""
-    return 2.0 * unit_interval_to_pixels(x) / 17.0 - 1.0
-
-
-def from_original_map(x: torch.Tensor) -> torch.Tensor:
-    """The original's 2x/17 - 1 -> book data 2x/16 - 1 (for measuring)."""
-    return 2.0 * ((x + 1.0) * 17.0 / 2.0) / 16.0 - 1.0
 
 
 # Each variant: what changes with respect to the row above it.
@@ -132,22 +122,14 @@ def build_and_train(v: dict, epochs: int, seed: int) -> tuple[torch.nn.Module, V
     return model, sde, info
 
 
-def draw(model, sde, sampler: str, n: int, seed: int) -> torch.Tensor:
-    """Samples before any squashing (raw), from the variant's sampler at T = 20."""
-    gen = torch.Generator().manual_seed(seed)
-    if sampler == "original":
-        return original_sample(model, sde, n, 64, T=T, generator=gen, apply_tanh=False)
-    return sample(model, sde, n, 64, T, generator=gen)
-
-
-def measure(raw: torch.Tensor, sampler: str, data_map: str) -> tuple[dict, torch.Tensor]:
-    """quality_report of what the variant shows: tanh of the raw samples for the original sampler,
-    else the raw samples (quality_report clips them to [-1, 1]); `diverged_fraction` is counted on
-    the raw samples (before tanh), so that the squashing cannot hide them."""
-    decode = from_original_map if data_map == "2x/17-1" else (lambda x: x)
-    shown = decode(torch.tanh(raw) if sampler == "original" else raw)
+def measure(model, sde, v: dict) -> tuple[dict, torch.Tensor]:
+    """quality_report of what the variant shows (`sbgm_edu.recipes.sample_recipe`: tanh of the raw samples
+    for the original sampler, else the raw samples, which quality_report clips to [-1, 1]), from its sampler
+    at T = 20; `diverged_fraction` is counted on the raw samples (before tanh), so that the squashing
+    cannot hide them."""
+    raw, shown = sample_recipe(model, sde, v, N_SAMPLES, T, generator=torch.Generator().manual_seed(SAMPLE_SEED))
     report = quality_report(shown)
-    report["diverged_fraction"] = float((decode(raw).abs().amax(dim=1) > DIVERGED_LEVEL).to(torch.float64).mean())
+    report["diverged_fraction"] = float((raw.abs().amax(dim=1) > DIVERGED_LEVEL).to(torch.float64).mean())
     return report, shown.clamp(-1.0, 1.0)
 
 
@@ -173,8 +155,7 @@ def main() -> None:
             model, sde, info = build_and_train(v, args.epochs, args.seed)
             info["retrained"] = True
             models[v["key"]] = (model, sde, info)
-        raw = draw(model, sde, v["sampler"], N_SAMPLES, SAMPLE_SEED)
-        report, shown = measure(raw, v["sampler"], v["data_map"])
+        report, shown = measure(model, sde, v)
         settings = {k: v[k] for k in ("net", "sigma", "weight", "data_map", "optimizer", "lr", "batch_size", "ema",
                                       "sampler")}
         rows.append({"key": v["key"], "label": v["label"], "change": v["change"], "settings": settings,

@@ -4,7 +4,7 @@ One command, from the repository root:
 
     .venv/bin/python scripts/train_pretrained.py
 
-It trains `sbgm_edu.nets.ScoreNet` on the digits training split (scikit-learn's
+It trains the recipe `sbgm_edu.recipes.BOOK`: `sbgm_edu.nets.ScoreNet` on the digits training split (scikit-learn's
 8x8 digits, rows [:1000], pixels mapped by 2x/16 - 1) for the VE SDE with
 sigma = 25, with the DSM loss and lambda_t = sigma_t^2 (`sbgm_edu.train.dsm_loss`),
 Adam with a cosine learning-rate schedule and an EMA of the weights, keeps the
@@ -22,47 +22,32 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import torch
 
 from sbgm_edu.data import DIGITS_DATA_MAP, load_digits
-from sbgm_edu.nets import ScoreNet
-from sbgm_edu.sde import VESDE
-from sbgm_edu.train import PRETRAINED_PATH, save_checkpoint, train, validation_loss
-
-SIGMA = 25.0
-NET = {"hidden": 512, "depth": 3, "fourier_features": 8}
-TRAINING = {"epochs": 600, "batch_size": 128, "lr": 2e-3, "patience": 1000, "ema_decay": 0.999,
-            "lr_schedule": "cosine", "val_steps": 20, "val_repeats": 1, "seed": 0}
-INIT_SEED = 0
+from sbgm_edu.recipes import BOOK, train_recipe
+from sbgm_edu.train import PRETRAINED_PATH, save_checkpoint, validation_loss
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(PRETRAINED_PATH), help="checkpoint path (.pt)")
-    parser.add_argument("--epochs", type=int, default=TRAINING["epochs"], help="number of epochs")
+    parser.add_argument("--epochs", type=int, default=BOOK["training"]["epochs"], help="number of epochs")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    training = {**TRAINING, "epochs": args.epochs}
+    training = {**BOOK["training"], "epochs": args.epochs}
 
-    x_train, x_val, x_test = load_digits("train"), load_digits("val"), load_digits("test")
-    data_mean = x_train.mean(dim=0)
-    data_std = float(((x_train - data_mean) ** 2).mean().sqrt())
-    sde = VESDE(SIGMA)
-    torch.manual_seed(INIT_SEED)
-    model = ScoreNet(sde, dim=64, data_std=data_std, data_mean=data_mean, **NET)
-
-    start = time.perf_counter()
-    history = train(model, sde, x_train, x_val, progress=True, **training)
-    seconds = time.perf_counter() - start
+    model, sde, history = train_recipe(BOOK, epochs=args.epochs, progress=True)
+    seconds = history["seconds_total"]
+    x_test = load_digits("test")
     test_loss = validation_loss(model, sde, x_test, steps=20, generator=torch.Generator().manual_seed(2))
 
     settings = {
         "data_map": DIGITS_DATA_MAP,
         "data": "sklearn load_digits, train rows [:1000], val rows [1000:1350]",
-        "init_seed": INIT_SEED,
+        "init_seed": BOOK["init_seed"],
         "training": training,
         "best_epoch": history["best_epoch"],
         "best_val_loss": history["best_val_loss"],
