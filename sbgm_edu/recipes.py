@@ -23,6 +23,7 @@ from torch import nn
 
 from sbgm_edu._checks import check_positive_int
 from sbgm_edu.data import ORIGINAL_DATA_MAP, from_original_map, load_digits, to_original_map
+from sbgm_edu.metrics import DIVERGED_LEVEL, quality_report
 from sbgm_edu.nets import OriginalScoreNet, ScoreNet
 from sbgm_edu.sampling import original_sample, sample
 from sbgm_edu.sde import VESDE
@@ -122,3 +123,20 @@ def sample_recipe(
     if recipe["data_map"] == ORIGINAL_DATA_MAP:
         raw, shown = from_original_map(raw), from_original_map(shown)
     return raw, shown
+
+
+def measure_recipe(
+    model: nn.Module, sde: VESDE, recipe: dict[str, Any], n: int = 1000, steps: int = 20, seed: int = 1234
+) -> tuple[dict[str, float], torch.Tensor]:
+    """`sbgm_edu.metrics.quality_report` of what the recipe shows a reader, from n samples at `steps`.
+
+    The report measures the shown samples (`sample_recipe`), but counts `diverged_fraction` on the
+    raw ones, so that the original sampler's final tanh cannot hide samples that ran away.
+
+    Returns:
+        (report, shown samples clipped to [-1, 1], shape (n, 64)).
+    """
+    raw, shown = sample_recipe(model, sde, recipe, n, steps, generator=torch.Generator().manual_seed(seed))
+    report = quality_report(shown)
+    report["diverged_fraction"] = float((raw.abs().amax(dim=1) > DIVERGED_LEVEL).to(torch.float64).mean())
+    return report, shown.clamp(-1.0, 1.0)

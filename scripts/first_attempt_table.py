@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 
 from sbgm_edu.data import load_digits, to_original_map
-from sbgm_edu.metrics import DIVERGED_LEVEL, METRIC_NAMES, quality_report
+from sbgm_edu.metrics import METRIC_NAMES
 from sbgm_edu.nets import OriginalScoreNet, ScoreNet
-from sbgm_edu.recipes import sample_recipe
+from sbgm_edu.recipes import measure_recipe
 from sbgm_edu.sde import VESDE
 from sbgm_edu.train import original_loss_weight, train
 
@@ -122,17 +122,6 @@ def build_and_train(v: dict, epochs: int, seed: int) -> tuple[torch.nn.Module, V
     return model, sde, info
 
 
-def measure(model, sde, v: dict) -> tuple[dict, torch.Tensor]:
-    """quality_report of what the variant shows (`sbgm_edu.recipes.sample_recipe`: tanh of the raw samples
-    for the original sampler, else the raw samples, which quality_report clips to [-1, 1]), from its sampler
-    at T = 20; `diverged_fraction` is counted on the raw samples (before tanh), so that the squashing
-    cannot hide them."""
-    raw, shown = sample_recipe(model, sde, v, N_SAMPLES, T, generator=torch.Generator().manual_seed(SAMPLE_SEED))
-    report = quality_report(shown)
-    report["diverged_fraction"] = float((raw.abs().amax(dim=1) > DIVERGED_LEVEL).to(torch.float64).mean())
-    return report, shown.clamp(-1.0, 1.0)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=EPOCHS,
@@ -155,7 +144,7 @@ def main() -> None:
             model, sde, info = build_and_train(v, args.epochs, args.seed)
             info["retrained"] = True
             models[v["key"]] = (model, sde, info)
-        report, shown = measure(model, sde, v)
+        report, shown = measure_recipe(model, sde, v, N_SAMPLES, T, SAMPLE_SEED)
         settings = {k: v[k] for k in ("net", "sigma", "weight", "data_map", "optimizer", "lr", "batch_size", "ema",
                                       "sampler")}
         rows.append({"key": v["key"], "label": v["label"], "change": v["change"], "settings": settings,

@@ -45,3 +45,21 @@ def test_one_epoch_of_each_recipe_trains_and_samples(recipe):
 def test_bad_epochs_raise():
     with pytest.raises(ValueError, match="epochs must be an int >= 1"):
         train_recipe(BOOK, epochs=0)
+
+
+def test_measure_recipe_counts_runaway_samples_the_tanh_would_hide():
+    # An untrained original network at sigma = 1.01 with the original sampler: its raw samples run far out,
+    # and its final tanh squashes them into range. The diverged fraction must see the raw values.
+    from sbgm_edu.metrics import METRIC_NAMES
+    from sbgm_edu.recipes import measure_recipe
+
+    model, sde = build_model(ORIGINAL)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)  # make the untrained score large, so samples leave [-1, 1]
+    report, shown = measure_recipe(model, sde, ORIGINAL, n=32, steps=5)
+    raw, _ = sample_recipe(model, sde, ORIGINAL, 32, 5, generator=torch.Generator().manual_seed(1234))
+    assert set(METRIC_NAMES) <= set(report)
+    assert shown.abs().max() <= 1.0
+    assert report["diverged_fraction"] == pytest.approx(float((raw.abs().amax(1) > 2).double().mean()))
+    assert report["diverged_fraction"] > 0
