@@ -1,7 +1,8 @@
 # Two commands on a fresh machine (see README.md):
 #   make book   installs everything into .venv and builds the HTML book into _build/html
 #   make test   installs everything (and Debian's chromium) and runs every check CI runs
-# Others: make lab (open the chapters in JupyterLab), make clean-notebooks, make clean.
+# Others: make lab (open the chapters in JupyterLab), make bench (measure the book's claims, ~20 min),
+# make clean-notebooks, make clean.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -11,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JB_BUILD := $(BIN)/jupyter-book build . -W -n --keep-going
 
-.PHONY: book test lab lint unit nbval site browser install clean clean-notebooks
+.PHONY: book test lab bench lint unit nbval site browser install clean clean-notebooks
 
 install: $(STAMP)
 
@@ -34,7 +35,7 @@ browser:
 	fi
 
 lint: install
-	$(BIN)/ruff check sbgm_edu tests scripts book/_ext
+	$(BIN)/ruff check sbgm_edu tests scripts benchmarks book/_ext
 
 unit: install
 	$(BIN)/pytest tests --ignore=tests/site -q
@@ -49,6 +50,10 @@ site: install browser
 test: install browser lint unit nbval
 	$(JB_BUILD)
 	$(MAKE) site
+
+# Full benchmark run: writes benchmarks/results.json and results.md (the appendix shows them).
+bench: install
+	$(BIN)/python -m benchmarks
 
 lab: install
 	$(BIN)/jupyter lab book

@@ -349,6 +349,15 @@ def gaussian_pf_ode_flow(
     mu = mu.to(x_start.dtype)
     return m1 * mu + (x_start - m0 * mu) * math.sqrt(v1 / v0)
 
+COMPARED_METHODS: list[tuple[str, str]] = [
+    ("euler", "uniform"), ("euler", "edm"), ("heun", "uniform"), ("euler_sigma", "uniform"), ("euler_sigma", "edm"),
+    ("heun_edm", "edm"), ("dpm_solver_2m", "edm"), ("dpm_solver_2m", "logsnr"),
+]
+"""The (solver, grid) pairs that chapter 9 and the benchmarks compare."""
+
+COMPARED_NFES: list[int] = [4, 6, 8, 10, 16, 32, 64]
+"""The score-evaluation budgets of chapter 9's error-against-NFE table."""
+
 ErrorProblem = tuple[ScoreFn, torch.Tensor, float]
 """(exact score_fn, exact end point x_eps for each prior draw (N, D), the data's scale)."""
 
@@ -423,6 +432,8 @@ __all__ = [
     "EVALUATIONS_PER_STEP",
     "GRIDS",
     "SOLVERS",
+    "COMPARED_METHODS",
+    "COMPARED_NFES",
     "CountingScore",
     "data_prediction",
     "dpm_solver_2m",
