@@ -144,9 +144,11 @@ def to_markdown(results: dict[str, Any]) -> str:
         "|---|---:|---:|",
     ]
     for key in ("build", "nbval"):
-        row = results["book"][key]
+        row = results.get("book", {}).get(key)
         if row is not None:
             lines.append(f"| {row['what']} | {row['median_s']:.1f} | {row['repeats']} |")
+    if "training" not in results:
+        return "\n".join(lines + ["", "(the run had not finished: later sections are missing)"]) + "\n"
     tr = results["training"]
     lines += ["", f"**Training**, each recipe to its own stopping point, then {tr['samples']} samples at "
               f"T = {tr['T']} measured against the test digits (floors: real training digits).", "",
@@ -201,13 +203,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              ("sampling", lambda: bench_sampling(sampling_repeats)),
              ("training", lambda: bench_training(args.fast)),
              ("book", lambda: bench_book(args.fast, args.repeats or 1))]
+    out.parent.mkdir(parents=True, exist_ok=True)
     for key, fn in steps:
         t0 = time.perf_counter()
         results[key] = fn()
+        results["total_seconds"] = time.perf_counter() - start
+        # save after every step: the book build (last) includes results.md, and a crash keeps what was measured
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        out.with_suffix(".md").write_text(to_markdown(results))
         print(f"[benchmarks] {key}: {time.perf_counter() - t0:.1f} s", flush=True)
-    results["total_seconds"] = time.perf_counter() - start
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n")
-    out.with_suffix(".md").write_text(to_markdown(results))
     print(f"[benchmarks] wrote {out} and {out.with_suffix('.md')} in {results['total_seconds']:.0f} s")
     return results
