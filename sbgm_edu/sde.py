@@ -79,11 +79,17 @@ class SDE:
         std = time_column(self.marginal_std(t), x0)
         return mean * x0 + std * noise
 
-    def sample_prior(self, n: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw n points x_1 ~ pi = N(0, prior_std^2 I) in dimension dim, shape (n, dim)."""
+    def sample_prior(
+        self, n: int, dim: int, generator: torch.Generator | None = None, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """Draw n points x_1 ~ pi = N(0, prior_std^2 I) in dimension dim, shape (n, dim).
+
+        dtype defaults to torch's default dtype; the draws depend on it (float64 draws are not
+        float32 draws cast), so pass it to reproduce a float64 computation.
+        """
         check_positive_int(n, "n")
         check_positive_int(dim, "dim")
-        return self.prior_std() * torch.randn(n, dim, generator=generator)
+        return self.prior_std() * torch.randn(n, dim, generator=generator, dtype=dtype)
 
     def prior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """ln pi(x) for the Gaussian prior, one value per row of x (N, D) -> (N,)."""

@@ -172,3 +172,10 @@ def test_bad_vp_arguments_raise():
         SubVPSDE(beta_min=5.0, beta_max=1.0)
     with pytest.raises(TypeError, match="beta_max"):
         VPSDE(beta_max="20")
+
+
+def test_sample_prior_in_float64_draws_float64_normals():
+    sde = VESDE(25.0)
+    x = sde.sample_prior(5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    z = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert x.dtype == torch.float64 and torch.equal(x, sde.prior_std() * z)
