@@ -16,18 +16,11 @@ samples of the 8x8 digits as one image for display.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 from sbgm_edu import solvers
 from sbgm_edu._checks import check_eps, check_positive_int, check_score_fn
-from sbgm_edu.ode import euler, heun
-from sbgm_edu.sde import SDE, ScoreFn, check_sde, pf_ode_drift
-
-SOLVERS: dict[str, Callable] = {"euler": euler, "heun": heun}
-"""The ODE solvers of `sbgm_edu.ode` that `sample` applies to the PF-ODE drift, by name. `sample` also
-accepts the names of `sbgm_edu.solvers.SOLVERS` (chapter 9, "Better solvers")."""
+from sbgm_edu.sde import SDE, ScoreFn, check_sde
 
 
 def _check_common(score_fn: ScoreFn, sde: SDE, n: int, dim: int) -> None:
@@ -77,7 +70,7 @@ def sample(
         n: number of samples (int >= 1).
         dim: dimension D of each sample (int >= 1), 64 for the 8x8 digits.
         steps: number of solver steps T (int >= 1); Delta = (1 - eps) / T.
-        solver: "euler" or "heun" (SOLVERS, on the PF-ODE in t), or any other name of
+        solver: "euler" or "heun" (`sbgm_edu.ode` on the PF-ODE in t), or any other name of
             `sbgm_edu.solvers.SOLVERS` (chapter 9: "euler_sigma"/"ddim", "heun_edm", "dpm_solver_2m"),
             run by `sbgm_edu.solvers.solve` on the same grid and prior draw.
         eps: the last time, 0 < eps < 1 (the score is not defined at t = 0 for a finite data set).
@@ -90,15 +83,12 @@ def sample(
         The samples x_eps, shape (n, dim) (or the path).
     """
     _check_common(score_fn, sde, n, dim)
-    allowed = sorted(set(SOLVERS) | set(solvers.SOLVERS))
-    if solver not in allowed:
-        raise ValueError(f"solver must be one of {allowed}, got {solver!r}")
+    if solver not in solvers.SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(solvers.SOLVERS)}, got {solver!r}")
     ts = solvers.time_grid(sde, steps, eps, grid)
     with torch.no_grad():
         x1 = sde.sample_prior(n, dim, generator=generator)
-        if solver in SOLVERS:
-            drift = pf_ode_drift(sde, score_fn)
-            return SOLVERS[solver](drift, x1, ts, return_path=return_path)
+        # "euler" and "heun" are sbgm_edu.ode.euler / heun on pf_ode_drift(sde, score_fn) (solvers.euler_t, heun_t)
         return solvers.solve(score_fn, sde, x1, ts, solver=solver, return_path=return_path)
 
 
