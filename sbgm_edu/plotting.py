@@ -109,7 +109,7 @@ def show_digits(ax: plt.Axes | None, x: torch.Tensor, ncols: int = 8, title: str
     """Show N flat digits (N, side*side) in [-1, 1] as one tiled image on `ax`, in `DIGIT_CMAP`.
 
     Values outside [-1, 1] are shown as the nearest end of the map (vmin=-1, vmax=1); the
-    axes' ticks and grid are removed. With `ax=None` a new figure sized to the tiles is made.
+    axes' ticks, grid and frame are removed. With `ax=None` a new figure sized to the tiles is made.
 
     Args:
         ax: the matplotlib axes to draw on, or None for a new figure.
@@ -131,6 +131,8 @@ def show_digits(ax: plt.Axes | None, x: torch.Tensor, ncols: int = 8, title: str
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     if title is not None:
         ax.set_title(title)
     return image
