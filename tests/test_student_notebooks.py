@@ -7,7 +7,7 @@ import re
 import nbformat
 import pytest
 
-from scripts.make_exercises import BOOK, remove_solutions, write_exercises
+from scripts.make_exercises import BOOK, remove_solutions, solution_blocks, write_exercises
 
 CHAPTERS = sorted(BOOK.glob("ch[0-9][0-9]_*.ipynb"))
 
@@ -71,3 +71,15 @@ def test_malformed_solution_blocks_are_errors(sources, message) -> None:
 def test_refuses_to_write_into_the_book() -> None:
     with pytest.raises(ValueError, match="overwrite the chapters"):
         write_exercises(BOOK / "exercises")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_solutions_start_collapsed_in_jupyterlab(path) -> None:
+    """Every cell after a solution's opening cell is collapsed (JupyterLab's source_hidden)."""
+    nb = nbformat.read(path, as_version=4)
+    open_cells = [
+        i for _, first, last in solution_blocks(nb.cells) for i in range(first + 1, last + 1)
+        if not nb.cells[i].metadata.get("jupyter", {}).get("source_hidden")
+    ]
+    fix = "python scripts/make_exercises.py --collapse-in-place"
+    assert not open_cells, f"{path.name}: solution cells {open_cells} are not collapsed ({fix})"
