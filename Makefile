@@ -54,7 +54,7 @@ test: install browser lint unit nbval
 
 # Full benchmark run: writes benchmarks/results.json and results.md (the appendix shows them).
 bench: install
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --update-committed
 
 # One notebook per chapter with every solution replaced by a stub, to hand out.
 exercises: install
