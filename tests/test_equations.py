@@ -126,6 +126,17 @@ def typo():
 '''
 
 
+LAZY = '''\
+"""A lazy re-export, as a module's __getattr__ does it."""
+
+
+def __getattr__(name):
+    from sbgm_edu import core
+
+    return getattr(core, name)
+'''
+
+
 def _write_repo(root: Path, module: str = MODULE, prose: str = "", test_code: str = "") -> Path:
     (root / "book" / "_ext").mkdir(parents=True)
     (root / "sbgm_edu").mkdir()
@@ -138,6 +149,8 @@ def _write_repo(root: Path, module: str = MODULE, prose: str = "", test_code: st
     (root / "sbgm_edu" / "__init__.py").write_text('"""The package."""\n')
     (root / "sbgm_edu" / "core.py").write_text(module)
     (root / "sbgm_edu" / "api.py").write_text('"""Re-exports."""\n\nfrom .core import Child, flow\n')
+    (root / "sbgm_edu" / "lazy.py").write_text(LAZY)
+    (root / "sbgm_edu" / "registry.py").write_text('from .core import step\n\nREGISTRY = {"stepper": dict(step)}\n')
     (root / ei.PROSE_ONLY_FILE).write_text(prose)
     (root / "tests" / "test_core.py").write_text(test_code)
     return root
@@ -233,6 +246,21 @@ def test_tests_are_found_by_the_names_they_use(tmp_path):
     assert tests["lonely"] == {}
     assert not ei.untested_equations(rows)
     assert problems == ei.unknown_citations(ei.book_equations(root), ei.docstring_citations(root))  # only (a)
+
+
+def test_re_exports_are_followed_to_the_definition(tmp_path):
+    index = ei.package_index(_write_repo(tmp_path))
+    assert index.resolve("sbgm_edu.api.flow") == "sbgm_edu.core.flow"  # from .core import flow
+    assert index.resolve("sbgm_edu.api.Child.rate") == "sbgm_edu.core.Child.rate"
+    assert index.resolve("sbgm_edu.lazy.step") == "sbgm_edu.core.step"  # through __getattr__
+    assert index.resolve("sbgm_edu.lazy.nothing") == "sbgm_edu.lazy.nothing"
+    assert index.owner("sbgm_edu.core.Child", "rate") == "sbgm_edu.core.Child"
+    assert index.is_subclass("sbgm_edu.core.Child", "sbgm_edu.core.Base")
+    assert "sbgm_edu.core.Base.rate" in index.abstract
+    # a registry entry: a test that calls solve(..., "stepper") names core.step
+    assert index.registries == {"stepper": "sbgm_edu.core.step"}
+    assert ei.mentions_object(ei.Mentions(strings={"stepper"}), "sbgm_edu.core.step", index)
+    assert not ei.mentions_object(ei.Mentions(strings={"step"}), "sbgm_edu.core.step", index)
 
 
 def test_an_equation_whose_functions_no_test_names_is_reported(tmp_path):

@@ -285,18 +285,31 @@ class PackageIndex:
     methods: dict[str, set[str]] = field(default_factory=dict)  # class -> the names defined in its body
     abstract: set[str] = field(default_factory=set)  # methods with no body of their own
     registries: dict[str, str] = field(default_factory=dict)  # "heun" -> "sbgm_edu.solvers.heun_t"
+    modules: set[str] = field(default_factory=set)  # "sbgm_edu", "sbgm_edu.ode", ...
+    top_level: dict[str, list[str]] = field(default_factory=dict)  # "euler" -> ["sbgm_edu.ode.euler"]
 
     def resolve(self, name: str) -> str:
-        """Follow re-exports until `name` is where the object is defined (or nothing more is known)."""
+        """Follow re-exports until `name` is where the object is defined (or nothing more is known).
+
+        A re-export is an import in a module of the package (`from .losses import dsm_loss`); a
+        name that a module neither defines nor imports (a lazy re-export through the module's
+        `__getattr__`) stands for the package's only top-level object of that name, if there is one.
+        """
         for _ in range(20):
             if name in self.defined:
                 return name
             parts = name.split(".")
-            prefixes = (".".join(parts[:k]) for k in range(len(parts), 0, -1))
+            prefixes = [".".join(parts[:k]) for k in range(len(parts), 0, -1)]
             prefix = next((p for p in prefixes if p in self.aliases), None)
-            if prefix is None:
+            if prefix is not None:
+                name = self.aliases[prefix] + name[len(prefix) :]
+                continue
+            module = next((p for p in prefixes if p in self.modules), None)
+            rest = parts[module.count(".") + 1 :] if module else []
+            candidates = self.top_level.get(rest[0], []) if rest else []
+            if len(candidates) != 1:
                 return name
-            name = self.aliases[prefix] + name[len(prefix):]
+            name = ".".join([candidates[0], *rest[1:]])
         return name
 
     def is_subclass(self, cls: str, base: str) -> bool:
@@ -355,6 +368,10 @@ def package_index(root: Path) -> PackageIndex:
         top_level_imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
         imported = _import_table(ast.Module(body=top_level_imports, type_ignores=[]), package)
         index.aliases.update({f"{module}.{local}": target for local, target in imported.items()})
+        index.modules.add(module)
+        for node in tree.body:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                index.top_level.setdefault(node.name, []).append(f"{module}.{node.name}")
         table = {**imported, **{n.name: f"{module}.{n.name}" for n in tree.body if isinstance(n, ast.ClassDef)}}
         for name, kind, node in _documented(tree, module):
             if kind == "module":
