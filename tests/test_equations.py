@@ -76,13 +76,17 @@ def test_every_computed_equation_has_a_test_that_names_its_function():
     assert sum(1 for row in rows if row.functions) > len(rows) / 2  # most equations are computed
 
 
-def test_the_appendix_page_draws_the_index_at_build_time():
+def test_the_appendix_page_draws_the_index_at_build_time(repo):
+    _, citations, _ = repo
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     assert "book/appendix_equations" in ei.toc_docnames(ROOT)
     assert toc["chapters"][-1]["file"] == "book/appendix_equations"
     assert "```{equation-index}" in (ROOT / "book" / "appendix_equations.md").read_text()
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["sphinx"]["local_extensions"]["equation_index"] == "book/_ext"
+    # the page's worked example is true
+    cited = {(c.obj, c.label) for c in citations}
+    assert {("sbgm_edu.ode.euler_step", "euler-step"), ("sbgm_edu.ode.euler", "euler-step")} <= cited
 
 
 # ---------------------------------------------------------------------------
