@@ -319,7 +319,7 @@ def _sphinx(root: Path) -> subprocess.CompletedProcess:
 
 
 def test_the_directive_draws_links_functions_and_tests(tmp_path):
-    fixed = MODULE.replace("eq. (4)", "eq. 4").replace("eq. (flwo)", "eq. (flow)")
+    fixed = MODULE.replace("eq. (4)", "eq. 4").replace("eq. (flwo)", "eq. (flow)")  # typo() now cites flow
     root = _write_repo(tmp_path, module=fixed, prose="lonely: an example, see eq. (flow)\n", test_code=TESTS)
     result = _sphinx(root)
     assert result.returncode == 0, result.stderr
@@ -328,6 +328,7 @@ def test_the_directive_draws_links_functions_and_tests(tmp_path):
     assert "core.flow" in page and "test_core.py::test_flow_through_a_fixture_and_a_re_export" in page
     assert "core.Base.rate" in page and "named by no test" in page  # core.step
     assert "Prose only: " in page and "an example, see eq." in page
+    assert "3 labelled equations: 2 computed by 4 functions and classes of sbgm_edu, 1 prose only." in page
 
 
 def test_the_build_fails_on_a_planted_problem(tmp_path):

@@ -582,6 +582,17 @@ def shown_tests(obj: str, tests: list[str]) -> tuple[list[str], int]:
     return ordered[:MAX_TESTS_SHOWN], max(0, len(tests) - MAX_TESTS_SHOWN)
 
 
+def summary(rows: list[Row]) -> str:
+    """One sentence with the counts, e.g. "46 labelled equations: 39 computed by code, 7 prose only."."""
+    computed = sum(1 for row in rows if row.functions)
+    prose = sum(1 for row in rows if row.prose_only is not None)
+    functions = len({obj for row in rows for obj in row.functions})
+    return (
+        f"{len(rows)} labelled equations: {computed} computed by {functions} functions and classes of "
+        f"{PACKAGE}, {prose} prose only."
+    )
+
+
 def _eq_ref(label: str, docname: str) -> nodes.Node:
     """A link to the equation `label`, shown as its number, e.g. (5.2)."""
     return addnodes.pending_xref(
@@ -658,7 +669,7 @@ class EquationIndex(SphinxDirective):
         for path in input_files(root):
             self.env.note_dependency(str(path))
         self.env.__dict__.setdefault("equation_index_docs", set()).add(self.env.docname)
-        return [index_table(rows, self.env.docname)]
+        return [nodes.paragraph(text=summary(rows)), index_table(rows, self.env.docname)]
 
 
 def _always_reread(app: Sphinx, env: BuildEnvironment, added: set, changed: set, removed: set) -> list[str]:
