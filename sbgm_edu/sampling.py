@@ -10,8 +10,8 @@ evaluating the drift at the START of each step:
 `sample` reuses `sbgm_edu.ode.euler` / `heun` and `sbgm_edu.sde.pf_ode_drift`; it contains
 no solver of its own. `original_sample` is the one and only reproduction of the sampler of
 the original notebook (Tomczak, `intro_dgm/sbgms/sbgm_example.ipynb`), kept for chapter 8
-("Why the first attempt fails"), with its differences spelled out. `tile_digits` arranges
-samples of the 8x8 digits as one image for display.
+("Why the first attempt fails"), with its differences spelled out. `tile_digits` now lives in
+`sbgm_edu.plotting` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 
 from sbgm_edu import solvers
 from sbgm_edu._checks import check_eps, check_positive_int, check_score_fn
+from sbgm_edu.plotting import tile_digits  # noqa: F401  (moved to plotting; kept importable here)
 from sbgm_edu.sde import SDE, ScoreFn, check_sde
 
 
@@ -150,36 +151,3 @@ def original_sample(
         if return_path:
             return torch.stack(path)
         return torch.tanh(x) if apply_tanh else x
-
-
-def tile_digits(x: torch.Tensor, ncols: int = 8, pad: int = 1, side: int = 8, fill: float = 0.0) -> torch.Tensor:
-    """Arrange N flat images (N, side*side) as one image, ncols per row, for `plt.imshow`.
-
-    Image i goes to row i // ncols, column i % ncols of the grid; the images are separated by
-    `pad` pixels of value `fill` (0, mid-grey between the black background -1 and white strokes +1,
-    so that the images stand apart). Empty cells are `fill`.
-
-    Args:
-        x: samples, shape (N, side*side), e.g. (16, 64) for the 8x8 digits.
-        ncols: images per row (>= 1).
-        pad: pixels between images (>= 0).
-        side: height and width of one image.
-        fill: value of the padding.
-
-    Returns:
-        A float tensor of shape (rows*(side+pad) - pad, ncols*(side+pad) - pad), rows = ceil(N / ncols).
-    """
-    check_positive_int(ncols, "ncols")
-    check_positive_int(pad, "pad", minimum=0)
-    check_positive_int(side, "side")
-    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != side * side or x.shape[0] < 1:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x must be a tensor of shape (N, {side * side}) with N >= 1, got {shape}")
-    n = x.shape[0]
-    rows = -(-n // ncols)
-    cell = side + pad
-    grid = torch.full((rows * cell - pad, ncols * cell - pad), float(fill), dtype=torch.float32)
-    for i in range(n):
-        r, c = divmod(i, ncols)
-        grid[r * cell : r * cell + side, c * cell : c * cell + side] = x[i].detach().float().reshape(side, side)
-    return grid
