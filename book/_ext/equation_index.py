@@ -609,6 +609,19 @@ def _doc_ref(target: str, docname: str) -> nodes.Node:
     )
 
 
+def _function_ref(obj: str, docname: str) -> nodes.Node:
+    """A link to the API reference entry of `obj`; plain text if no page documents it (see _unlinked)."""
+    return addnodes.pending_xref(
+        "", nodes.literal(text=obj.removeprefix(f"{PACKAGE}.")), refdomain="py", reftype="obj",
+        reftarget=obj, refdoc=docname, refexplicit=True, refwarn=False, equation_index=True,
+    )
+
+
+def _unlinked(app: Sphinx, env: BuildEnvironment, node: nodes.Element, contnode: nodes.Node) -> nodes.Node | None:
+    """A function that no page documents stays plain text, without a warning (equations still warn)."""
+    return contnode if node.get("equation_index") else None
+
+
 def _inline_text(text: str, docname: str) -> list[nodes.Node]:
     """Text with `eq. (label)` turned into equation links and `code` into literals."""
     out: list[nodes.Node] = []
@@ -626,7 +639,7 @@ def _code_cell(row: Row, docname: str) -> list[nodes.Node]:
         return [nodes.paragraph("", "", nodes.emphasis(text="Prose only: "), *_inline_text(row.prose_only, docname))]
     items = nodes.bullet_list()
     for obj in row.functions:
-        para = nodes.paragraph("", "", nodes.literal(text=obj.removeprefix(f"{PACKAGE}.")))
+        para = nodes.paragraph("", "", _function_ref(obj, docname))
         tests, more = shown_tests(obj, row.tests[obj])
         if not tests:
             para += nodes.Text(": named by no test")
@@ -692,4 +705,5 @@ def setup(app: Sphinx) -> dict:
     app.connect("env-get-outdated", _always_reread)
     app.connect("env-purge-doc", _purge)
     app.connect("env-merge-info", _merge)
+    app.connect("missing-reference", _unlinked)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
