@@ -4,7 +4,7 @@ Chapter "Controllable generation" (book/ch_guidance.ipynb).
 
 Class guidance. Bayes' rule p_t(x | c) = p_t(c | x) p_t(x) / p(c) gives, for the scores,
 
-    grad_x ln p_t(x | c) = grad_x ln p_t(x) + grad_x ln p_t(c | x),          eq. (guidance-bayes)
+    grad_x ln p_t(x | c) = grad_x ln p_t(x) + grad_x ln p_t(c | x),          eq. (cfg-bayes)
 
 since p(c) does not depend on x. Classifier guidance (Dhariwal & Nichol 2021) adds
 gamma times the gradient of a classifier trained on noisy data to an unconditional
@@ -14,7 +14,7 @@ and `guided_score` combines them,
 
     s_w(x, t, c) = (1 + w) s(x, t, c) - w s(x, t),                           eq. (cfg-score)
 
-which by eq. (guidance-bayes) equals grad ln p_t(x) + (1 + w) grad ln p_t(c | x): classifier
+which by eq. (cfg-bayes) equals grad ln p_t(x) + (1 + w) grad ln p_t(c | x): classifier
 guidance with gamma = 1 + w and the classifier implied by the two scores.
 
 Inpainting. Given the pixels where `mask` is True, draw the others from p_0(x_u | x_k).
@@ -51,7 +51,7 @@ ConditionalModel = Callable[..., torch.Tensor]
 """model(x, t, labels=None) -> (N, D): s(x, t, c) for labels c of shape (N,), s(x, t) for None."""
 
 DEFAULT_SNR = 0.16
-"""Signal-to-noise ratio r of the Langevin step size, eq. (langevin-step) (Song et al. 2021 use 0.16 for VE)."""
+"""Signal-to-noise ratio r of the Langevin step size, eq. (inpaint-langevin-step) (Song et al. 2021 use 0.16 for VE)."""
 
 
 # ---------------------------------------------------------------------------
@@ -98,7 +98,7 @@ def guided_score(model: ConditionalModel, labels: int | torch.Tensor, w: float) 
 
     Ho & Salimans 2022 (their eq. 6, written for the noise model). w = 0 is the plain
     conditional score; w > 0 pushes samples towards x where the implied classifier
-    p_t(c | x) is confident (eq. (guidance-bayes)), trading diversity for fidelity.
+    p_t(c | x) is confident (eq. (cfg-bayes)), trading diversity for fidelity.
 
     Args:
         model: a conditional score model called as model(x, t, labels) and model(x, t, None)
@@ -133,7 +133,7 @@ def classifier_guided_score(
     """Classifier guidance: s(x, t) + gamma grad_x ln p_t(c | x) (Dhariwal & Nichol 2021, Algorithm 1).
 
     The gradient of the classifier comes from autograd. With gamma = 1 it is the conditional score
-    of eq. (guidance-bayes); with gamma = 1 + w it equals the classifier-free score of eq. (cfg-score)
+    of eq. (cfg-bayes); with gamma = 1 + w it equals the classifier-free score of eq. (cfg-score)
     when both use the same exact p_t.
 
     Args:
@@ -232,7 +232,7 @@ def check_inpainting(known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def langevin_step_size(score: torch.Tensor, noise: torch.Tensor, snr: float) -> torch.Tensor:
-    """delta = 2 (r |z| / |s|)^2, the step size of eq. (langevin-step) (Song et al. 2021, Algorithm 5).
+    """delta = 2 (r |z| / |s|)^2, the step size of eq. (inpaint-langevin-step) (Song et al. 2021, Algorithm 5).
 
     |z| and |s| are the Euclidean norms per row, averaged over the batch, so one delta serves the
     batch. For scores of size |s| ~ sqrt(D) / sigma the step is delta ~ 2 r^2 sigma^2: it adapts to
@@ -255,7 +255,7 @@ def clamped_langevin_step(
     score_fn: ScoreFn, x: torch.Tensor, t: float, mask: torch.Tensor, snr: float,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """One Langevin step on the unknown pixels (mask False) at level t, the known ones unchanged, eq. (langevin-step).
+    """One Langevin step on the unknown pixels (mask False) at level t, eq. (inpaint-langevin-step).
 
     x_u <- x_u + delta s_u(x, t) + sqrt(2 delta) z_u, with s_u the unknown coordinates of
     score_fn(x, t): a step of unadjusted Langevin dynamics for q_t of eq. (inpaint-target).
@@ -424,7 +424,7 @@ def diffused_gaussian_score(sde: SDE, mean: torch.Tensor, cov: torch.Tensor) -> 
 def gaussian_conditional(
     mean: torch.Tensor, cov: torch.Tensor, mask: torch.Tensor, known: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The exact conditional of N(mu, C) given the coordinates where mask is True, eq. (gaussian-conditional).
+    """The exact conditional of N(mu, C) given the coordinates where mask is True, eq. (inpaint-gaussian-conditional).
 
     mean_u = mu_u + C_uk C_kk^{-1} (x_k - mu_k),  cov_u = C_uu - C_uk C_kk^{-1} C_ku.
 
