@@ -232,7 +232,7 @@ def check_inpainting(known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def langevin_step_size(score: torch.Tensor, noise: torch.Tensor, snr: float) -> torch.Tensor:
-    """delta = 2 (r |z| / |s|)^2, the step size of eq. (inpaint-langevin-step) (Song et al. 2021, Algorithm 5).
+    """delta = 2 (r |z| / |s|)^2, the step size of eq. (inpaint-langevin-step) (Song et al. 2021, Algorithms 4 and 5).
 
     |z| and |s| are the Euclidean norms per row, averaged over the batch, so one delta serves the
     batch. For scores of size |s| ~ sqrt(D) / sigma the step is delta ~ 2 r^2 sigma^2: it adapts to
@@ -307,9 +307,10 @@ def inpaint(
        forget the errors of step 2 when this last chain mixes (a Gaussian conditional: tens of
        steps; a multimodal one: the weights of the modes are set in step 2).
 
-    The error left is that of Langevin dynamics: for a Gaussian target of variance v the
-    stationary variance is v / (1 - r^2 / 2) with r = final_snr (0.6 % in the standard
-    deviation for r = 0.16), plus incomplete mixing; both shrink with more, smaller steps.
+    The error left is that of Langevin dynamics: for a Gaussian target of variance v the step
+    is about delta = 2 r^2 v (r = final_snr) and the stationary variance v / (1 - delta / (2 v))
+    = v / (1 - r^2), 1.3 % too large in the standard deviation for r = 0.16; and incomplete
+    mixing. Both shrink with more, smaller steps.
 
     Args:
         score_fn: s(x, t) -> (N, D), the (unconditional or guided) score.
