@@ -96,7 +96,7 @@ def labels_for_batch(labels: int | torch.Tensor, x: torch.Tensor) -> torch.Tenso
 def guided_score(model: ConditionalModel, labels: int | torch.Tensor, w: float) -> ScoreFn:
     """The classifier-free guided score s_w(x, t, c) = (1 + w) s(x, t, c) - w s(x, t), eq. (cfg-score).
 
-    Ho & Salimans 2022 (their eq. 6, written for the noise model). w = 0 is the plain
+    Ho & Salimans 2022 write it for the noise model. w = 0 is the plain
     conditional score; w > 0 pushes samples towards x where the implied classifier
     p_t(c | x) is confident (eq. (cfg-bayes)), trading diversity for fidelity.
 
