@@ -53,7 +53,7 @@ test: install browser lint unit nbval
 
 # Full benchmark run: writes benchmarks/results.json and results.md (the appendix shows them).
 bench: install
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --update-committed
 
 lab: install
 	$(BIN)/jupyter lab book

@@ -7,7 +7,8 @@ float or an (N,) tensor, both returning the score estimate of shape (N, D):
   `sbgms/sbgm_example.ipynb` (J. M. Tomczak, `intro_dgm`), kept so that chapter
   "Why the first attempt fails" can reproduce it: an MLP whose input is
   x_t + tanh(W t + b) (time *added* to the data) and whose output is clamped
-  to [-3, 3].
+  to [-3, 3]. It lives with the rest of the reproduction in `sbgm_edu.original`
+  and is importable from here.
 - `ScoreNet` is the improved network of chapter "Training a score model"
   (book/ch06_training.ipynb): the exact score of a Gaussian fitted to the data
   plus a learned correction; time enters as a separate input (Fourier features
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from sbgm_edu._checks import Time, check_positive_int, check_tensor, check_time, time_column
+from sbgm_edu.original import OriginalScoreNet
 from sbgm_edu.sde import SDE, check_sde
 
 
@@ -39,61 +41,6 @@ def _time_as_column(t: Time, x: torch.Tensor) -> torch.Tensor:
     """t (float, 0-d or (N,) tensor) as an (N, 1) tensor with the dtype and device of x."""
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     return t.reshape(-1, 1).expand(x.shape[0], 1)
-
-
-class OriginalScoreNet(nn.Module):
-    """The score network of the original notebook, written anew and kept faithful.
-
-    The original computes `snet(x_t + time_embedding(t))` with
-    `time_embedding = Sequential(Linear(1, D), Tanh())` and
-    `snet = Linear(D, M), SiLU, Linear(M, M), SiLU, Linear(M, M), SiLU, Linear(M, D), Hardtanh(-3, 3)`
-    (M = 512), and trains it so that `snet` approximates the *negative* score
-    (its sampler's minus sign compensates). Here `forward` returns the score
-    itself, s_theta(x, t) = -snet(x + tanh(W t + b)), so both networks of this
-    module can be used the same way; the parameters are those of the original.
-
-    Known weaknesses (chapter "Why the first attempt fails"): time is a shift of
-    the input, not an input of its own, and the clamp to [-3, 3] cannot
-    represent scores of size |x_1| / sigma_t > 3 (small sigma_t).
-
-    Args:
-        dim: data dimension D (64 for the digits).
-        hidden: width M of the hidden layers (512 in the original).
-    """
-
-    def __init__(self, dim: int = 64, hidden: int = 512) -> None:
-        super().__init__()
-        self.dim = check_positive_int(dim, "dim")
-        self.hidden = check_positive_int(hidden, "hidden")
-        self.time_embedding = nn.Sequential(nn.Linear(1, dim), nn.Tanh())
-        self.snet = nn.Sequential(
-            nn.Linear(dim, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, dim),
-            nn.Hardtanh(min_val=-3.0, max_val=3.0),
-        )
-
-    def settings(self) -> dict:
-        """The constructor arguments, stored in checkpoints next to the weights."""
-        return {"dim": self.dim, "hidden": self.hidden}
-
-    def forward(self, x: torch.Tensor, t: Time) -> torch.Tensor:
-        """Score estimate s_theta(x, t) = -snet(x + tanh(W t + b)).
-
-        Args:
-            x: noisy data x_t, shape (N, dim).
-            t: time in [0, 1], a float or an (N,) tensor.
-
-        Returns:
-            Shape (N, dim); every entry lies in [-3, 3].
-        """
-        _check_inputs(x, t, self.dim)
-        t_embedding = self.time_embedding(_time_as_column(t, x))
-        return -self.snet(x + t_embedding)
 
 
 class ScoreNet(nn.Module):
@@ -115,7 +62,7 @@ class ScoreNet(nn.Module):
        preconditioning of Karras et al. 2022, with the data mean added).
     2. The MLP F sees the input scaled to about unit variance (c_in x) and its
        output is scaled so that, at small sigma_t, -sigma_t s_theta ~ -F: F
-       predicts the noise x_1 there, at unit scale. With lambda_t = sigma_t^2
+       predicts minus the noise there (the noise model is eps_theta ~ -F), at unit scale. With lambda_t = sigma_t^2
        every time contributes to the loss at a similar size.
     3. Time is an input of its own, not a shift of x: Fourier features
        [c, sin(w_k c), cos(w_k c)] of c = c_noise, w_k = pi 2^(k/2), k = 0..F-1.
@@ -146,8 +93,8 @@ class ScoreNet(nn.Module):
     ) -> None:
         super().__init__()
         check_sde(sde)
-        if isinstance(data_std, bool) or not isinstance(data_std, (int, float)) or not data_std > 0:
-            raise ValueError(f"data_std must be a float > 0, got {data_std!r}")
+        if isinstance(data_std, bool) or not isinstance(data_std, (int, float)) or not 0 < data_std < math.inf:
+            raise ValueError(f"data_std must be a finite float > 0, got {data_std!r}")
         self.sde = sde
         self.dim = check_positive_int(dim, "dim")
         self.hidden = check_positive_int(hidden, "hidden")
@@ -299,3 +246,6 @@ class ConditionalScoreNet(ScoreNet):
         correction = self.mlp(torch.cat(features, dim=1))
         mean = m_t * self.data_mean.to(x.dtype)
         return -(x - mean) / variance + (self.data_std * c_in / sigma_t) * correction
+
+
+__all__ = ["ConditionalScoreNet", "OriginalScoreNet", "ScoreNet"]

@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 
 from sbgm_edu import solvers
-from sbgm_edu._checks import check_eps, check_positive_int, check_score_fn
+from sbgm_edu._checks import check_positive_int, check_score_fn
+from sbgm_edu.original import original_sample  # noqa: F401  (its home is sbgm_edu.original)
 from sbgm_edu.sde import SDE, ScoreFn, check_sde
 
 
@@ -90,66 +91,6 @@ def sample(
         x1 = sde.sample_prior(n, dim, generator=generator)
         # "euler" and "heun" are sbgm_edu.ode.euler / heun on pf_ode_drift(sde, score_fn) (solvers.euler_t, heun_t)
         return solvers.solve(score_fn, sde, x1, ts, solver=solver, return_path=return_path)
-
-
-def original_sample(
-    score_fn: ScoreFn,
-    sde: SDE,
-    n: int,
-    dim: int,
-    T: int = 20,
-    eps: float = 1e-5,
-    generator: torch.Generator | None = None,
-    apply_tanh: bool = True,
-    return_path: bool = False,
-) -> torch.Tensor:
-    """The sampler of the original notebook, reproduced faithfully (chapter 8).
-
-    The original `SBGM.sample` does, with its T = 20:
-
-        x = x_1 ~ N(0, sigma_1^2 I)
-        ts = linspace(1, eps, T); Delta = ts[0] - ts[1]
-        for t in ts[1:]:  x = x - Delta * 1/2 * sigma^t * snet(x + temb(t))
-        return tanh(x)
-
-    Its network `snet` learns the NEGATIVE score (its loss matches -sigma_t snet to -x_1),
-    so with s_theta = -snet the update is x + Delta 1/2 g(t_{k+1}) s_theta(x, t_{k+1}).
-    Compared with eq. (ve-euler-sampler) it differs in four ways:
-
-    1. the grid has T points, so it takes T - 1 steps (19 for T = 20), not T;
-    2. the score is evaluated at the DESTINATION time t_{k+1} of each step, not at t_k;
-    3. it multiplies by g(t) = sigma^t where the PF-ODE needs g(t)^2 (harmless at
-       sigma = 1.01, where g ~ 1, wrong for larger sigma);
-    4. it squashes the result with tanh, which hides samples that left [-1, 1].
-
-    Args:
-        score_fn: s_theta(x, t), the score estimate (pass the negative of a network that,
-            like the original `snet`, outputs minus the score).
-        sde: the VE SDE (the original uses VESDE(1.01)); gives the prior and g(t) = sigma^t.
-        n, dim: number and dimension of the samples.
-        T: the original's T: number of grid points (int >= 2), so T - 1 steps.
-        eps: the last time (the original's EPS = 1e-5).
-        generator: torch.Generator for the prior draw.
-        apply_tanh: apply the final tanh (True in the original); False shows the raw output.
-        return_path: if True, return the states before tanh, shape (T, n, dim).
-
-    Returns:
-        Samples of shape (n, dim), or the path.
-    """
-    _check_common(score_fn, sde, n, dim)
-    check_positive_int(T, "T", minimum=2)
-    ts = torch.linspace(1.0, check_eps(eps), T, dtype=torch.float64).tolist()
-    delta = ts[0] - ts[1]
-    with torch.no_grad():
-        x = sde.sample_prior(n, dim, generator=generator)
-        path = [x]
-        for t in ts[1:]:
-            g = float(sde.diffusion(t))  # g(t_{k+1}), not squared, at the destination time
-            x = x + delta * 0.5 * g * score_fn(x, t)
-            path.append(x)
-        if return_path:
-            return torch.stack(path)
-        return torch.tanh(x) if apply_tanh else x
 
 
 def tile_digits(x: torch.Tensor, ncols: int = 8, pad: int = 1, side: int = 8, fill: float = 0.0) -> torch.Tensor:

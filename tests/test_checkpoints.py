@@ -1,6 +1,7 @@
 """Tests of sbgm_edu.checkpoints: round trips, tampered files, the shipped checkpoints."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -126,3 +127,72 @@ def test_pretrained_names_unknown_and_not_yet_shipped():
                 load_pretrained(name)
     model, sde = load_pretrained("unconditional")
     assert isinstance(model, ScoreNet) and not any(p.requires_grad for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------- reliability (issue: defects of 7)
+
+
+def test_save_refuses_to_replace_an_existing_checkpoint_or_sidecar(tmp_path):
+    # Before the fix save_checkpoint silently replaced both files, and the .json may be an unrelated user file.
+    net, sde, _, _ = tiny_setup()
+    path = save_checkpoint(tmp_path / "m.pt", net, sde)
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        save_checkpoint(path, OriginalScoreNet(hidden=4), sde)
+    assert path.read_bytes() == before
+    user_file = tmp_path / "notes.json"
+    user_file.write_text('{"mine": 1}')
+    with pytest.raises(FileExistsError, match="notes.json"):
+        save_checkpoint(tmp_path / "notes.pt", net, sde)
+    assert user_file.read_text() == '{"mine": 1}' and not (tmp_path / "notes.pt").exists()
+    torch.manual_seed(5)
+    other = OriginalScoreNet(hidden=4)
+    save_checkpoint(path, other, sde, overwrite=True)
+    assert isinstance(load_checkpoint(path)[0], OriginalScoreNet)
+
+
+def test_save_is_atomic_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
+    net, sde, _, _ = tiny_setup()
+    path = save_checkpoint(tmp_path / "m.pt", net, sde)
+    before = path.read_bytes()
+
+    def broken_save(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, net, sde, overwrite=True)
+    assert path.read_bytes() == before  # not the half-written bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.pt"]  # no temporary file left
+
+
+def test_infinite_settings_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="data_std must be a finite float"):
+        ScoreNet(VESDE(25.0), data_std=float("inf"))
+    path, _, _ = _saved(tmp_path)
+    blob = torch.load(path, weights_only=True)
+    settings = json.loads(blob["settings"])
+    settings["model_kwargs"]["data_std"] = float("inf")  # json writes Infinity, and reads it back
+    blob["settings"] = json.dumps(settings)
+    torch.save(blob, path)
+    path.with_suffix(".json").unlink()
+    with pytest.raises(CheckpointError, match="data_std"):
+        load_checkpoint(path)
+
+
+def test_cuda_map_location_on_a_cpu_build_is_reported_as_such(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this build has CUDA")
+    path, _, _ = _saved(tmp_path)
+    with pytest.raises(ValueError, match="no CUDA") as info:
+        load_checkpoint(path, map_location="cuda")
+    assert not isinstance(info.value, CheckpointError)  # the file is fine
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "5", '"settings"', "null"])
+def test_sidecar_of_the_wrong_json_type_is_a_clear_error(tmp_path, text):
+    path, _, _ = _saved(tmp_path)
+    path.with_suffix(".json").write_text(text)
+    with pytest.raises(CheckpointError, match="JSON object"):
+        load_checkpoint(path)
