@@ -27,11 +27,11 @@ they stay clamped to their clean values while Langevin dynamics (with a reverse-
 as in the predictor-corrector sampler) moves the unknown ones. At level t a Langevin step
 on x_u leaves invariant
 
-    q_t(x_u) = p_t(x_u | x_k^t = x_k)   with   grad_{x_u} ln q_t = [grad_x ln p_t(x_u, x_k)]_u,   eq. (inpaint-target)
+    q_t(x_u) = p_t(x_u, x_k) / Z_t   with   grad_{x_u} ln q_t = [grad_x ln p_t(x_u, x_k)]_u,   eq. (inpaint-target)
 
-and q_eps is p_0(x_u | x_k) up to the tiny noise sigma_eps; a block of small Langevin steps
-at t = eps ends the run. Its errors are those of Langevin dynamics (step size and mixing),
-which shrink with more, smaller steps.
+(the noisy density with x_k held at its clean value); q_eps is p_0(x_u | x_k) up to the tiny
+noise sigma_eps, and a block of small Langevin steps at t = eps ends the run. Its errors are
+those of Langevin dynamics (step size and mixing), which shrink with more, smaller steps.
 
 The judge of the chapter is `digit_classifier`, a scikit-learn classifier fitted on the
 real training digits only.
