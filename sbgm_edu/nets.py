@@ -158,11 +158,16 @@ class ScoreNet(nn.Module):
         _check_inputs(x, t, self.dim)
         if (torch.as_tensor(t) <= 0).any():
             raise ValueError("t must be > 0 for ScoreNet (sigma_t = 0 at t = 0); use t >= eps = 1e-5")
+        return self.preconditioned_score(x, t)
+
+    def preconditioned_score(self, x: torch.Tensor, t: Time, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Eq. (ch6-scorenet) for checked inputs; `extra` (N, k) features are appended to the MLP's input."""
         sigma_t = _time_as_column(time_column(self.sde.marginal_std(t), x), x)  # (N, 1)
         m_t = _time_as_column(time_column(self.sde.marginal_mean_coeff(t), x), x)
         variance = m_t**2 * self.data_std**2 + sigma_t**2  # v_t
         c_in = torch.rsqrt(variance)
-        correction = self.mlp(torch.cat([c_in * x, self.time_features(sigma_t)], dim=1))
+        features = [c_in * x, self.time_features(sigma_t)] + ([] if extra is None else [extra])
+        correction = self.mlp(torch.cat(features, dim=1))
         mean = m_t * self.data_mean.to(x.dtype)
         return -(x - mean) / variance + (self.data_std * c_in / sigma_t) * correction
 
@@ -238,14 +243,7 @@ class ConditionalScoreNet(ScoreNet):
         if labels is None:
             labels = torch.full((x.shape[0],), self.null_label, dtype=torch.long, device=x.device)
         labels = self.check_labels(labels, x.shape[0])
-        sigma_t = _time_as_column(time_column(self.sde.marginal_std(t), x), x)  # (N, 1)
-        m_t = _time_as_column(time_column(self.sde.marginal_mean_coeff(t), x), x)
-        variance = m_t**2 * self.data_std**2 + sigma_t**2  # v_t
-        c_in = torch.rsqrt(variance)
-        features = [c_in * x, self.time_features(sigma_t), self.label_embedding(labels).to(x.dtype)]
-        correction = self.mlp(torch.cat(features, dim=1))
-        mean = m_t * self.data_mean.to(x.dtype)
-        return -(x - mean) / variance + (self.data_std * c_in / sigma_t) * correction
+        return self.preconditioned_score(x, t, extra=self.label_embedding(labels).to(x.dtype))
 
 
 __all__ = ["ConditionalScoreNet", "OriginalScoreNet", "ScoreNet"]
