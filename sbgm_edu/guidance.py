@@ -163,9 +163,9 @@ def classifier_guided_score(
 
 
 class LabelledMixture:
-    """Exact scores of a labelled Gaussian mixture: class c is component c of sum_c w_c N(mu_c, s_c^2 I).
+    """Exact scores of a labelled Gaussian mixture: class c is component c of sum_c p(c) N(mu_c, s_c^2 I).
 
-    The data p_0(x | c) = N(mu_c, s_c^2 I), p(c) = w_c. Diffused by `sde`,
+    The data p_0(x | c) = N(mu_c, s_c^2 I), p(c) the mixture weights. Diffused by `sde`,
     p_t(x | c) = N(m_t mu_c, (m_t^2 s_c^2 + sigma_t^2) I) and p_t(x) is the mixture (eq.
     (diffused-mixture)); both scores are known, so it stands in for a trained
     `ConditionalScoreNet`: called as model(x, t, labels) it returns grad ln p_t(x | c), and
