@@ -158,13 +158,92 @@ class ScoreNet(nn.Module):
         _check_inputs(x, t, self.dim)
         if (torch.as_tensor(t) <= 0).any():
             raise ValueError("t must be > 0 for ScoreNet (sigma_t = 0 at t = 0); use t >= eps = 1e-5")
+        return self.preconditioned_score(x, t)
+
+    def preconditioned_score(self, x: torch.Tensor, t: Time, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Eq. (ch6-scorenet) for checked inputs; `extra` (N, k) features are appended to the MLP's input."""
         sigma_t = _time_as_column(time_column(self.sde.marginal_std(t), x), x)  # (N, 1)
         m_t = _time_as_column(time_column(self.sde.marginal_mean_coeff(t), x), x)
         variance = m_t**2 * self.data_std**2 + sigma_t**2  # v_t
         c_in = torch.rsqrt(variance)
-        correction = self.mlp(torch.cat([c_in * x, self.time_features(sigma_t)], dim=1))
+        features = [c_in * x, self.time_features(sigma_t)] + ([] if extra is None else [extra])
+        correction = self.mlp(torch.cat(features, dim=1))
         mean = m_t * self.data_mean.to(x.dtype)
         return -(x - mean) / variance + (self.data_std * c_in / sigma_t) * correction
 
 
-__all__ = ["OriginalScoreNet", "ScoreNet"]
+class ConditionalScoreNet(ScoreNet):
+    """`ScoreNet` with a class label as a second input: s_theta(x, t, c) ~ grad_x ln p_t(x | c).
+
+    Chapter "Controllable generation" (book/ch_guidance.ipynb). The score is
+    eq. (ch6-scorenet) with one change: the MLP F also receives a learned
+    embedding e_c of the label, F(c_in x, c_noise, e_c). The embedding table has
+    `num_classes + 1` rows; the last one, index `null_label` = num_classes, is the
+    "no label" entry, so the same network also estimates the unconditional score
+    s_theta(x, t) = s_theta(x, t, null) ~ grad_x ln p_t(x). Training replaces each
+    label by `null_label` with a small probability (label dropout), which teaches
+    both scores at once (classifier-free guidance, Ho & Salimans 2022).
+
+    Args:
+        sde, dim, hidden, depth, fourier_features, data_std, data_mean: as for `ScoreNet`.
+        num_classes: number of classes K (10 for the digits); labels are 0..K-1.
+        label_features: size of the label embedding e_c.
+    """
+
+    def __init__(
+        self,
+        sde: SDE,
+        dim: int = 64,
+        hidden: int = 256,
+        depth: int = 3,
+        fourier_features: int = 8,
+        data_std: float = 0.5,
+        data_mean: torch.Tensor | None = None,
+        num_classes: int = 10,
+        label_features: int = 16,
+    ) -> None:
+        super().__init__(sde, dim, hidden, depth, fourier_features, data_std, data_mean)
+        self.num_classes = check_positive_int(num_classes, "num_classes")
+        self.label_features = check_positive_int(label_features, "label_features")
+        self.null_label = num_classes
+        self.label_embedding = nn.Embedding(num_classes + 1, label_features)
+        # the first layer now also reads the label embedding
+        self.mlp[0] = nn.Linear(dim + 1 + 2 * fourier_features + label_features, hidden)
+
+    def settings(self) -> dict:
+        """The constructor arguments except `sde` and `data_mean` (a saved buffer), for checkpoints."""
+        return {**super().settings(), "num_classes": self.num_classes, "label_features": self.label_features}
+
+    def check_labels(self, labels: torch.Tensor, n: int) -> torch.Tensor:
+        """Check that labels is an integer tensor of shape (n,) with entries in 0..num_classes (null included)."""
+        if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
+            raise TypeError(f"labels must be an integer torch.Tensor of shape ({n},), got {labels!r}")
+        if labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), one label per row of x, got {tuple(labels.shape)}")
+        if ((labels < 0) | (labels > self.null_label)).any():
+            raise ValueError(f"labels must lie in 0..{self.num_classes - 1} (or null_label = {self.null_label}), "
+                             f"got {labels.min().item()}..{labels.max().item()}")
+        return labels
+
+    def forward(self, x: torch.Tensor, t: Time, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Score estimate s_theta(x, t, c) (eq. (ch6-scorenet), the MLP also reading e_c).
+
+        Args:
+            x: noisy data x_t, shape (N, dim).
+            t: time in (0, 1], a float or an (N,) tensor.
+            labels: class labels, an int tensor of shape (N,) in 0..num_classes - 1; the entry
+                `null_label` or labels=None gives the unconditional score.
+
+        Returns:
+            Shape (N, dim).
+        """
+        _check_inputs(x, t, self.dim)
+        if (torch.as_tensor(t) <= 0).any():
+            raise ValueError("t must be > 0 for ConditionalScoreNet (sigma_t = 0 at t = 0); use t >= eps = 1e-5")
+        if labels is None:
+            labels = torch.full((x.shape[0],), self.null_label, dtype=torch.long, device=x.device)
+        labels = self.check_labels(labels, x.shape[0])
+        return self.preconditioned_score(x, t, extra=self.label_embedding(labels).to(x.dtype))
+
+
+__all__ = ["ConditionalScoreNet", "OriginalScoreNet", "ScoreNet"]
