@@ -277,6 +277,210 @@ def dpm_solver_2m(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path
     return torch.stack(path) if return_path else x
 
 
+# ---------------------------------------------------------------------------
+# third-order multistep solvers in ell = -ln sigma~ (DPM-Solver++(3M), UniPC)
+# and the final denoising step. Every step from ell_i to ell_{i+1} = ell_i + h
+# integrates the exact exponential-integrator identity (eq. (ch9-exp-integrator))
+#     x~_{i+1} = e^{-h} x~_i + int_0^h e^{-(h-u)} D(ell_i + u) du
+# with D replaced by a polynomial in ell through the latest data predictions.
+# A grid that ends at t = 0 (sigma~ = 0, `with_denoising_step`) makes the last
+# step x = D: Karras et al.'s rule for the last step, one evaluation.
+# ---------------------------------------------------------------------------
+
+
+def with_denoising_step(ts: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """Append t = 0 to a decreasing grid ending at t > 0: the final denoising step (eq. (ch9-denoise-step)).
+
+    On the step to t = 0 (sigma~ = 0) the solvers of this module return the data prediction
+    D(x, t_last), Karras et al. 2022's last step (Algorithm 1: an Euler step to sigma = 0 is exactly D):
+    one more score evaluation. Returns float64 of shape (len(ts) + 1,).
+    """
+    ts = check_time_grid(ts)
+    if not (ts[-1] < ts[0]) or ts[-1] <= 0:
+        raise ValueError("ts must be decreasing and end at a time > 0 before a denoising step is appended")
+    return torch.cat([ts, ts.new_zeros(1)])
+
+
+def exponential_integrator_weights(h: float) -> tuple[float, float, float]:
+    """The weights of 1, u and u^2/2 in int_0^h e^{-(h-u)} P(u) du, for h > 0 (eq. (ch9-exp-integrator)).
+
+        w0 = 1 - e^{-h},   w1 = h - 1 + e^{-h},   w2 = h^2/2 - h + 1 - e^{-h},
+
+    computed with expm1 (they are O(h), O(h^2), O(h^3) for small h). The reference code
+    (LuChengTHU/dpm-solver) writes them as -phi_1, h phi_2 and -h^2 phi_3.
+    """
+    em1 = math.expm1(-h)  # e^{-h} - 1
+    w0 = -em1
+    w1 = h + em1
+    w2 = h * h / 2 - h - em1
+    return w0, w1, w2
+
+
+def _derivative_estimates(ells: list[float], ds: list[torch.Tensor], order: int) -> list[torch.Tensor]:
+    """[D, D', D''] at ells[-1] from the last `order` data predictions (divided differences in ell).
+
+    order 1: [D]; order 2: D' = (D_i - D_{i-1}) / h_{i-1}; order 3: the derivatives of the
+    quadratic through the last three points (D'' = 2 x second divided difference).
+    """
+    d0 = ds[-1]
+    if order == 1:
+        return [d0]
+    h0 = ells[-1] - ells[-2]
+    slope0 = (ds[-1] - ds[-2]) / h0
+    if order == 2:
+        return [d0, slope0]
+    h1 = ells[-2] - ells[-3]
+    slope1 = (ds[-2] - ds[-3]) / h1
+    second = 2.0 * (slope0 - slope1) / (h0 + h1)  # D''
+    return [d0, slope0 + 0.5 * h0 * second, second]  # D' at ells[-1] = slope0 + h0 D''/2
+
+
+def _steps_to_positive_noise(sde: SDE, ts: list[float]) -> int:
+    """The number of steps of the grid that end at sigma~ > 0 (all but a final step to sigma~ = 0)."""
+    if noise_level(sde, ts[0]).item() == 0.0:
+        raise ValueError("ts[0] must be a time with noise level > 0")
+    if any(noise_level(sde, t).item() == 0.0 for t in ts[1:-1]):
+        raise ValueError("only the last time of ts may have noise level 0")
+    return len(ts) - 1 - (noise_level(sde, ts[-1]).item() == 0.0)
+
+
+def dpm_solver_3m(
+    score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False, lower_order_final: bool = True
+) -> torch.Tensor:
+    """DPM-Solver++(3M): third-order multistep exponential integrator in ell = -ln sigma~ (eq. (ch9-multistep)).
+
+    Lu et al. 2022b (Appendix, "multistep DPM-Solver++"). One score evaluation per step: D_i is
+    evaluated at (x_i, t_i), then D is extrapolated in ell by the polynomial through the last
+    k <= 3 predictions and integrated exactly (`exponential_integrator_weights`):
+
+        x~_{i+1} = e^{-h} x~_i + w0 D_i + w1 D'_i + w2 D''_i,      h = ell_{i+1} - ell_i.
+
+    k = 1, 2, 3 on the first three steps (the first step is DDIM). `lower_order_final` (the
+    reference code's option) also lowers k on the last two steps (k <= steps - i): at low NFE
+    the extrapolation to a long last step is the least reliable one. A step to sigma~ = 0
+    (`with_denoising_step`) returns D_i. Note: the reference code's third-order term
+    (LuChengTHU/dpm-solver `multistep_dpm_solver_third_update`) uses half of D'' (its D2 is
+    h^2 D''/2 where its weight needs h^2 D''): transcribed exactly its local error is O(h^3),
+    not O(h^4) (book chapter 9 measures it). This function uses the full D''.
+
+    Args/returns as every solver: x1 (N, D) at ts[0]; returns (N, D) at ts[-1], or the path.
+    """
+    return _multistep(score_fn, sde, x1, ts, return_path, max_order=3, lower_order_final=lower_order_final)
+
+
+def _multistep(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool, max_order: int,
+               lower_order_final: bool) -> torch.Tensor:
+    """The loop shared by the exponential-integrator multistep solvers (see `dpm_solver_3m`)."""
+    ts = _check_solver_args(score_fn, sde, x1, ts)
+    steps = _steps_to_positive_noise(sde, ts)
+    x, path, ells, ds = x1, [x1], [], []
+    for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
+        m, m_next = sde.marginal_mean_coeff(t).item(), sde.marginal_mean_coeff(t_next).item()
+        s, s_next = noise_level(sde, t).item(), noise_level(sde, t_next).item()
+        ds.append(data_prediction(score_fn, sde, x, t))
+        ells.append(-math.log(s))
+        if s_next == 0.0:  # the last step to sigma~ = 0: x = D (Karras et al.'s last step)
+            x = m_next * ds[-1]
+        else:
+            h = math.log(s / s_next)
+            k = min(max_order, len(ds), steps - i if lower_order_final else max_order)
+            terms = _derivative_estimates(ells, ds, k)
+            x_scaled = math.exp(-h) * (x / m) + sum(w * d for w, d in zip(exponential_integrator_weights(h), terms))
+            x = m_next * x_scaled
+        if return_path:
+            path.append(x)
+    return torch.stack(path) if return_path else x
+
+
+def _unipc_coefficients(rks: list[float], h: float, variant: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """UniPC's linear system (Zhao et al. 2023, Algorithm 1 / eq. 10 with B(h)): R (p, p), b (p,), B(h).
+
+    R[k, j] = r_j^k, b[k] = k! phi_{k+2}(-h)-type integrals / B(h), as in the reference code
+    (wl-zhao/UniPC, `multistep_uni_pc_bh_update`, data prediction): with hh = -h,
+    h phi_1 = e^{hh} - 1, h_phi_k starts at h phi_1 / hh - 1 and recurses h_phi_k / hh - 1/(k+1)!.
+    B(h) = hh ("bh1") or e^{hh} - 1 ("bh2").
+    """
+    hh = -h
+    h_phi_1 = math.expm1(hh)
+    big_b = hh if variant == "bh1" else h_phi_1
+    h_phi_k, factorial, rows, b = h_phi_1 / hh - 1.0, 1.0, [], []
+    for k in range(1, len(rks) + 1):
+        rows.append([r ** (k - 1) for r in rks])
+        b.append(h_phi_k * factorial / big_b)
+        factorial *= k + 1
+        h_phi_k = h_phi_k / hh - 1.0 / factorial
+    return torch.tensor(rows, dtype=torch.float64), torch.tensor(b, dtype=torch.float64), big_b
+
+
+def unipc(
+    score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False, order: int = 3,
+    variant: str = "bh2", lower_order_final: bool = True,
+) -> torch.Tensor:
+    """UniPC: multistep predictor (UniP) and corrector (UniC) in ell = -ln sigma~ (Zhao et al. 2023).
+
+    One score evaluation per step, like DPM-Solver++(3M). Step i predicts x~_{i+1} with the
+    last p data predictions (UniP-p), evaluates D_{i+1} at the PREDICTED point, and uses it to
+    correct x~_{i+1} (UniC-p, order p + 1) before moving on; D_{i+1} is reused by the next
+    predictor, so the corrector is free. The last step is not corrected (that would cost one more
+    evaluation). With D_k = D at ell_k, r_k = (ell_{i-k} - ell_i)/h and hh = -h:
+
+        x~' = e^{-h} x~_i + (1 - e^{-h}) D_i - B(h) sum_k a_k (D_{i-k} - D_i)/r_k          (UniP)
+        x~_{i+1} = x~' - B(h) [sum_k c_k (D_{i-k} - D_i)/r_k + c_p (D_{i+1} - D_i)]   with x~' the
+        first-order part only,                                                           (UniC)
+
+    a = R[:-1,:-1]^{-1} b[:-1] and c = R^{-1} b (`_unipc_coefficients`); p = 2 uses a = 1/2 and
+    p = 1 uses c = 1/2, as the reference code. p = min(order, steps taken), lowered on the last
+    steps if `lower_order_final`. A step to sigma~ = 0 returns the latest D.
+
+    Args:
+        order: 1, 2 or 3 (the predictor's order); variant: "bh1" (B(h) = h) or "bh2" (B(h) = e^h - 1).
+    """
+    if order not in (1, 2, 3):
+        raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
+    if variant not in ("bh1", "bh2"):
+        raise ValueError(f"variant must be 'bh1' or 'bh2', got {variant!r}")
+    ts = _check_solver_args(score_fn, sde, x1, ts)
+    steps = _steps_to_positive_noise(sde, ts)
+    x = x1 / sde.marginal_mean_coeff(ts[0]).item()
+    ds, ells = [data_prediction(score_fn, sde, x1, ts[0])], [-math.log(noise_level(sde, ts[0]).item())]
+    path = [x1]
+    for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
+        s, s_next = noise_level(sde, t).item(), noise_level(sde, t_next).item()
+        if s_next == 0.0:  # the step to sigma~ = 0: x = D at the (uncorrected) last point
+            x = data_prediction(score_fn, sde, sde.marginal_mean_coeff(t).item() * x, t)
+        else:
+            p = min(order, len(ds), steps - i if lower_order_final else order)
+            x = _unipc_step(score_fn, sde, x, t_next, math.log(s / s_next), ds, ells, p, variant,
+                            correct=i < steps - 1)
+        if return_path:
+            path.append(sde.marginal_mean_coeff(t_next).item() * x)
+    x = sde.marginal_mean_coeff(ts[-1]).item() * x
+    return torch.stack(path) if return_path else x
+
+
+def _unipc_step(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, t_next: float, h: float, ds: list[torch.Tensor],
+                ells: list[float], p: int, variant: str, correct: bool) -> torch.Tensor:
+    """One UniPC step from x~_i (scaled) to t_next; appends D_{i+1} to `ds` when it corrects."""
+    rks = [(ells[-1 - k] - ells[-1]) / h for k in range(1, p)] + [1.0]
+    diffs = [(ds[-1 - k] - ds[-1]) / rks[k - 1] for k in range(1, p)]
+    big_r, b, big_b = _unipc_coefficients(rks, h, variant)
+    x_first = math.exp(-h) * x - math.expm1(-h) * ds[-1]  # the DDIM step
+    if diffs:
+        a = [0.5] if p == 2 else torch.linalg.solve(big_r[:-1, :-1], b[:-1]).tolist()
+        x_pred = x_first - big_b * sum(ak * dk for ak, dk in zip(a, diffs))
+    else:
+        x_pred = x_first
+    if not correct:
+        return x_pred
+    m_next = sde.marginal_mean_coeff(t_next).item()
+    d_next = data_prediction(score_fn, sde, m_next * x_pred, t_next)
+    c = [0.5] if p == 1 else torch.linalg.solve(big_r, b).tolist()
+    correction = sum(ck * dk for ck, dk in zip(c[:-1], diffs)) + c[-1] * (d_next - ds[-1])
+    ds.append(d_next)
+    ells.append(ells[-1] + h)
+    return x_first - big_b * correction
+
+
 SOLVERS: dict[str, Solver] = {
     "euler": euler_t,
     "heun": heun_t,
@@ -284,6 +488,8 @@ SOLVERS: dict[str, Solver] = {
     "ddim": euler_sigma,
     "heun_edm": heun_edm,
     "dpm_solver_2m": dpm_solver_2m,
+    "dpm_solver_3m": dpm_solver_3m,
+    "unipc": unipc,
 }
 """Solvers by name; all have the signature solve(score_fn, sde, x1, ts, return_path=False)."""
 
@@ -294,6 +500,8 @@ EVALUATIONS_PER_STEP: dict[str, int] = {
     "ddim": 1,
     "heun_edm": 2,
     "dpm_solver_2m": 1,
+    "dpm_solver_3m": 1,
+    "unipc": 1,
 }
 """Score evaluations per step of each solver (on grids ending at t = eps > 0)."""
 
@@ -437,6 +645,7 @@ __all__ = [
     "CountingScore",
     "data_prediction",
     "dpm_solver_2m",
+    "dpm_solver_3m",
     "edm_time_grid",
     "error_vs_nfe",
     "euler_sigma",
@@ -451,4 +660,6 @@ __all__ = [
     "time_grid",
     "time_of_noise_level",
     "uniform_time_grid",
+    "unipc",
+    "with_denoising_step",
 ]
