@@ -136,17 +136,20 @@ def logsnr_time_grid(sde: SDE, steps: int, eps: float = 1e-5) -> torch.Tensor:
     return check_time_grid(ts)
 
 
-GRIDS = ("uniform", "edm", "logsnr")
+GRIDS = ("uniform", "edm", "logsnr", "karras")
 
 
 def time_grid(sde: SDE, steps: int, eps: float = 1e-5, grid: str = "uniform") -> torch.Tensor:
-    """The time grid named `grid`: "uniform" (`uniform_time_grid`), "edm" (rho = 7) or "logsnr"."""
+    """The time grid named `grid`: "uniform" (`uniform_time_grid`), "edm" (rho = 7), "logsnr", or
+    "karras" (`karras_time_grid`: the EDM grid with `steps` - 1 steps, then the denoising step to t = 0)."""
     if grid == "uniform":
         return uniform_time_grid(steps, eps)
     if grid == "edm":
         return edm_time_grid(sde, steps, eps)
     if grid == "logsnr":
         return logsnr_time_grid(sde, steps, eps)
+    if grid == "karras":
+        return karras_time_grid(sde, steps, eps)
     raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
 
 
@@ -264,9 +267,9 @@ def dpm_solver_2m(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path
         m, m_next = sde.marginal_mean_coeff(t).item(), sde.marginal_mean_coeff(t_next).item()
         s, s_next = noise_level(sde, t).item(), noise_level(sde, t_next).item()
         d = data_prediction(score_fn, sde, x, t)
-        h = math.log(s / s_next)  # lambda_{i+1} - lambda_i > 0
-        if d_prev is None:
-            d_hat = d  # first step: DDIM
+        h = math.log(s / s_next) if s_next > 0 else math.inf  # lambda_{i+1} - lambda_i > 0
+        if d_prev is None or s_next == 0.0:
+            d_hat = d  # first step: DDIM; a last step to sigma~ = 0 returns D (Karras's last step)
         else:
             r = h_prev / h
             d_hat = (1 + 0.5 / r) * d - (0.5 / r) * d_prev  # linear extrapolation of D in lambda
@@ -299,6 +302,16 @@ def with_denoising_step(ts: Sequence[float] | torch.Tensor) -> torch.Tensor:
     if not (ts[-1] < ts[0]) or ts[-1] <= 0:
         raise ValueError("ts must be decreasing and end at a time > 0 before a denoising step is appended")
     return torch.cat([ts, ts.new_zeros(1)])
+
+
+def karras_time_grid(sde: SDE, steps: int, eps: float = 1e-5, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. 2022's schedule, eq. (5) with sigma_N = 0: `steps` steps, the last one the denoising step.
+
+    The EDM grid (`edm_time_grid`) with steps - 1 steps from t = 1 to eps, then t = 0
+    (`with_denoising_step`). `steps` >= 2. Shape (steps + 1,), float64.
+    """
+    check_positive_int(steps, "steps", minimum=2)
+    return with_denoising_step(edm_time_grid(sde, steps - 1, eps, rho))
 
 
 def exponential_integrator_weights(h: float) -> tuple[float, float, float]:
@@ -653,6 +666,7 @@ __all__ = [
     "gaussian_pf_ode_flow",
     "heun_edm",
     "heun_t",
+    "karras_time_grid",
     "logsnr_time_grid",
     "noise_level",
     "reference_problems",

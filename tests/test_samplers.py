@@ -25,6 +25,7 @@ from sbgm_edu.solvers import (
     logsnr_time_grid,
     noise_level,
     solve,
+    time_grid,
     time_of_noise_level,
     unipc,
     with_denoising_step,
@@ -217,3 +218,18 @@ def test_bad_inputs():
         dpm_solver_3m(score, sde, x1, torch.tensor([0.0, 0.5, 1.0], dtype=F64))
     with pytest.raises(ValueError, match="x1"):
         dpm_solver_3m(score, sde, x1[0], ts)
+
+
+@pytest.mark.parametrize("name", ["euler_sigma", "heun_edm", "dpm_solver_2m", "dpm_solver_3m", "unipc"])
+def test_karras_grid_last_step_is_the_data_prediction(name):
+    # Karras et al.'s rule: the step to sigma~ = 0 is one evaluation and returns D at the last positive level
+    sde = VESDE(25.0)
+    _, _, score, x1 = gaussian(sde)
+    ts = time_grid(sde, 5, 1e-3, "karras")
+    assert ts[-1].item() == 0.0 and noise_level(sde, ts[-2]).item() > 0
+    counter = CountingScore(score)
+    x = solve(counter, sde, x1, ts, name)
+    per_step = 2 if name == "heun_edm" else 1
+    assert counter.calls == per_step * 4 + 1
+    before = solve(score, sde, x1, ts[:-1], name)
+    assert torch.allclose(x, data_prediction(score, sde, before, ts[-2].item()), atol=1e-12)
