@@ -136,12 +136,13 @@ def logsnr_time_grid(sde: SDE, steps: int, eps: float = 1e-5) -> torch.Tensor:
     return check_time_grid(ts)
 
 
-GRIDS = ("uniform", "edm", "logsnr", "karras")
+GRIDS = ("uniform", "edm", "logsnr", "karras", "fitted")
 
 
 def time_grid(sde: SDE, steps: int, eps: float = 1e-5, grid: str = "uniform") -> torch.Tensor:
     """The time grid named `grid`: "uniform" (`uniform_time_grid`), "edm" (rho = 7), "logsnr", or
-    "karras" (`karras_time_grid`: the EDM grid with `steps` - 1 steps, then the denoising step to t = 0)."""
+    "karras" (`karras_time_grid`: the EDM grid with `steps` - 1 steps, then the denoising step to t = 0), or
+    "fitted" (`fitted_time_grid`: log-SNR down to FITTED_SIGMA_LAST, then the denoising step)."""
     if grid == "uniform":
         return uniform_time_grid(steps, eps)
     if grid == "edm":
@@ -150,6 +151,8 @@ def time_grid(sde: SDE, steps: int, eps: float = 1e-5, grid: str = "uniform") ->
         return logsnr_time_grid(sde, steps, eps)
     if grid == "karras":
         return karras_time_grid(sde, steps, eps)
+    if grid == "fitted":
+        return fitted_time_grid(sde, steps, eps)
     raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
 
 
@@ -312,6 +315,43 @@ def karras_time_grid(sde: SDE, steps: int, eps: float = 1e-5, rho: float = 7.0) 
     """
     check_positive_int(steps, "steps", minimum=2)
     return with_denoising_step(edm_time_grid(sde, steps - 1, eps, rho))
+
+
+FITTED_SIGMA_LAST: float = 0.0838
+"""The last positive noise level of `fitted_time_grid`, fitted by scripts/fit_time_grid.py at NFE 10 on
+random 2-D Gaussian mixtures under VESDE(25) (data scale about 1; not on chapter 9's own problems)."""
+
+
+def fitted_time_grid(sde: SDE, steps: int, eps: float = 1e-5, sigma_last: float = FITTED_SIGMA_LAST) -> torch.Tensor:
+    """steps - 1 steps uniform in ell = -ln sigma~ from sigma~_1 to sigma_last, then the denoising step.
+
+    Eq. (ch9-fitted-grid).
+
+    Ending the ODE early and jumping to t = 0 with D (`with_denoising_step`) spends the steps where
+    D changes; the jump itself is off by a bias of order sigma_last^2 / s^2 for data of scale s, and the
+    default sigma_last (`FITTED_SIGMA_LAST`) balances the two on random 2-D mixtures of scale about 1
+    (scripts/fit_time_grid.py). sigma_last is in the units of the data: rescale it for other data.
+
+    Args:
+        steps: total number of steps (>= 2), the denoising step included.
+        eps: the smallest time of the book's other grids; sigma_last must lie above its noise level.
+        sigma_last: the last positive noise level, sigma~_eps < sigma_last < sigma~_1.
+    Returns:
+        float64 of shape (steps + 1,), from 1 to 0.
+    """
+    check_sde(sde)
+    check_positive_int(steps, "steps", minimum=2)
+    eps = check_eps(eps)
+    log_max, log_min = math.log(noise_level(sde, 1.0).item()), math.log(noise_level(sde, eps).item())
+    if isinstance(sigma_last, bool) or not isinstance(sigma_last, (int, float)) or not (
+        log_min < math.log(sigma_last) < log_max if sigma_last > 0 else False
+    ):
+        bounds = f"({math.exp(log_min):.3g}, {math.exp(log_max):.3g})"
+        raise ValueError(f"sigma_last must lie in {bounds}, got {sigma_last!r}")
+    levels = torch.exp(torch.linspace(log_max, math.log(sigma_last), steps, dtype=torch.float64))
+    ts = time_of_noise_level(sde, levels)
+    ts[0] = 1.0
+    return with_denoising_step(ts)
 
 
 def exponential_integrator_weights(h: float) -> tuple[float, float, float]:
@@ -573,7 +613,8 @@ def gaussian_pf_ode_flow(
 COMPARED_METHODS: list[tuple[str, str]] = [
     ("euler", "uniform"), ("euler", "edm"), ("heun", "uniform"), ("euler_sigma", "uniform"), ("euler_sigma", "edm"),
     ("heun_edm", "edm"), ("dpm_solver_2m", "edm"), ("dpm_solver_2m", "logsnr"),
-    ("heun_edm", "karras"), ("dpm_solver_3m", "logsnr"), ("unipc", "logsnr"),
+    ("heun_edm", "karras"), ("dpm_solver_3m", "logsnr"), ("unipc", "logsnr"), ("dpm_solver_3m", "fitted"),
+    ("unipc", "fitted"),
 ]
 """The (solver, grid) pairs that chapter 9 and the benchmarks compare."""
 
@@ -664,6 +705,8 @@ __all__ = [
     "error_vs_nfe",
     "euler_sigma",
     "euler_t",
+    "FITTED_SIGMA_LAST",
+    "fitted_time_grid",
     "gaussian_pf_ode_flow",
     "heun_edm",
     "heun_t",

@@ -21,6 +21,7 @@ from sbgm_edu.solvers import (
     data_prediction,
     dpm_solver_3m,
     exponential_integrator_weights,
+    fitted_time_grid,
     gaussian_pf_ode_flow,
     logsnr_time_grid,
     noise_level,
@@ -233,3 +234,19 @@ def test_karras_grid_last_step_is_the_data_prediction(name):
     assert counter.calls == per_step * 4 + 1
     before = solve(score, sde, x1, ts[:-1], name)
     assert torch.allclose(x, data_prediction(score, sde, before, ts[-2].item()), atol=1e-12)
+
+
+def test_fitted_grid_is_log_uniform_down_to_sigma_last_then_zero():
+    sde = VESDE(25.0)
+    ts = fitted_time_grid(sde, 10, 1e-5, sigma_last=0.05)
+    assert ts.shape == (11,) and ts[0].item() == 1.0 and ts[-1].item() == 0.0
+    levels = noise_level(sde, ts[:-1]).log()
+    assert math.isclose(levels[-1].exp().item(), 0.05, rel_tol=1e-9)
+    steps = levels[1:] - levels[:-1]
+    assert torch.allclose(steps, steps[0].expand(9), rtol=1e-9)
+    assert torch.equal(time_grid(sde, 10, 1e-5, "fitted"), fitted_time_grid(sde, 10, 1e-5))
+    for bad in (0.0, -0.1, 1e-4, 20.0, float("nan"), True):
+        with pytest.raises(ValueError, match="sigma_last"):
+            fitted_time_grid(sde, 10, 1e-5, sigma_last=bad)
+    with pytest.raises(ValueError, match="steps"):
+        fitted_time_grid(sde, 1)
