@@ -131,7 +131,7 @@ def with_denoising_step(ts: Sequence[float] | torch.Tensor) -> torch.Tensor:
 
 
 def karras_time_grid(sde: SDE, steps: int, eps: float = 1e-5, rho: float = 7.0) -> torch.Tensor:
-    """Karras et al. 2022's schedule, eq. (5) with sigma_N = 0: `steps` steps, the last one the denoising step.
+    """Karras et al. 2022's schedule (their eq. 5) with sigma_N = 0: `steps` steps, the last one the denoising step.
 
     The EDM grid (`edm_time_grid`) with steps - 1 steps from t = 1 to eps, then t = 0
     (`with_denoising_step`). `steps` >= 2. Shape (steps + 1,), float64.
@@ -280,8 +280,9 @@ def heun_edm(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: boo
 
     Karras et al. skip the correction on the last step when it reaches sigma~ = 0 (a grid
     ending at t = 0), where it would divide by 0: that last step is Euler, 1 evaluation.
-    Our grids end at t = eps > 0, so the correction is always applied (2 score evaluations
-    per step). No stochastic churn (S_churn = 0).
+    On grids ending at t = eps > 0 the correction is always applied (2 score evaluations per
+    step); the grid "karras" (`karras_time_grid`) ends at t = 0 as Karras et al.'s does.
+    No stochastic churn (S_churn = 0, which is their Algorithm 2).
     """
     score_fn, ts = _noise_level_solver_inputs(score_fn, sde, x1, ts)
 
