@@ -28,7 +28,7 @@ from sbgm_edu.sampling import sample
 from sbgm_edu.scores import diffused_mixture_score, empirical_score, mixture_log_prob
 from sbgm_edu.sde import VESDE, VP_INTEGRATED_BETA_MAX, VPSDE, SubVPSDE
 from sbgm_edu.sde_orders import brownian_increments, gbm_em_errors
-from sbgm_edu.solver_study import error_vs_nfe
+from sbgm_edu.solver_study import error_vs_nfe, gaussian_pf_ode_flow, reference_problems
 from tests.oracles import gaussian_score
 
 F64 = torch.float64
@@ -122,6 +122,9 @@ CASES = [
     ("solve", "score_fn", st.sampled_from([None, 3.0, "score"]), lambda v: solvers.solve(v, VE, X, TS, "euler")),
     ("error_vs_nfe", "nfes", st.integers(max_value=0),
      lambda v: error_vs_nfe({"g": (SCORE, X, 1.0)}, VE, X, [("euler", "uniform")], [v])),
+    ("gaussian_pf_ode_flow", "s", st.one_of(st.floats(max_value=-1e-9), st.just(math.nan), not_a_number),
+     lambda v: gaussian_pf_ode_flow(VE, MU, v, X, 1.0, 0.5)),
+    ("reference_problems", "eps", bad_eps, lambda v: reference_problems(VE, X, v)),
     # sampling
     ("sample", "n", bad_positive_int, lambda v: sample(SCORE, VE, v, 2, 2)),
     ("sample", "steps", bad_positive_int, lambda v: sample(SCORE, VE, 2, 2, v)),
