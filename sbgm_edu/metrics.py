@@ -38,7 +38,7 @@ from functools import lru_cache
 
 import torch
 
-from sbgm_edu._checks import check_gaussians, check_nonempty, check_positive_int, check_tensor
+from sbgm_edu._checks import check_choice, check_gaussians, check_nonempty, check_positive_int, check_tensor
 
 COVERAGE_K = 5
 """k of the k-nearest-neighbour radius of `coverage` (Naeem et al. 2020 use k = 5)."""
@@ -48,6 +48,9 @@ PCA_DIMS = 16
 
 DIVERGED_LEVEL = 2.0
 """A sample with a pixel beyond +-DIVERGED_LEVEL (the data lie in [-1, 1]) counts as diverged."""
+
+TABLE_FORMATS = ("markdown", "html")
+"""The formats of `table_text` and `reports_table`."""
 
 COPY_QUANTILE = 0.05
 """A sample counts as a copy when it is closer to a training digit than this quantile of real test digits."""
@@ -307,8 +310,7 @@ def reports_table(reports: dict[str, dict[str, float]], digits: int = 3, fmt: st
     """
     if not reports:
         raise ValueError("reports must hold at least one report")
-    if fmt not in ("markdown", "html"):
-        raise ValueError(f"fmt must be 'markdown' or 'html', got {fmt!r}")
+    check_choice(fmt, "fmt", TABLE_FORMATS)
     names = list(METRIC_NAMES)
     header = ["", "RMSE → test ↓", "coverage ↑", "Fréchet (PCA) ↓", "RMSE → train", "copies", "diverged"]
     first = next(iter(reports.values()))
@@ -325,8 +327,7 @@ def table_text(header: list[str], rows: list[list[str]], fmt: str = "markdown") 
         rows: the cells, one list of strings per row (as many as header).
         fmt: "markdown" or "html".
     """
-    if fmt not in ("markdown", "html"):
-        raise ValueError(f"fmt must be 'markdown' or 'html', got {fmt!r}")
+    check_choice(fmt, "fmt", TABLE_FORMATS)
     if any(len(row) != len(header) for row in rows):
         raise ValueError(f"every row must have {len(header)} cells like the header")
     if fmt == "markdown":

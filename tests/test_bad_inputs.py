@@ -18,6 +18,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sbgm_edu import solvers
 from sbgm_edu.convergence import loglog_slope, uniform_grid
 from sbgm_edu.distances import gaussian_kl, prior_gap_kl, wasserstein2_empirical
 from sbgm_edu.likelihood import bits_per_dim, dequantize, log_prob
@@ -27,17 +28,7 @@ from sbgm_edu.sampling import sample
 from sbgm_edu.scores import diffused_mixture_score, empirical_score, mixture_log_prob
 from sbgm_edu.sde import VESDE, VP_INTEGRATED_BETA_MAX, VPSDE, SubVPSDE
 from sbgm_edu.sde_orders import brownian_increments, gbm_em_errors
-from sbgm_edu.solver_study import error_vs_nfe
-from sbgm_edu.solvers import (
-    REGISTRY,
-    edm_time_grid,
-    logsnr_time_grid,
-    noise_level,
-    solve,
-    time_grid,
-    time_of_noise_level,
-    uniform_time_grid,
-)
+from sbgm_edu.solver_study import error_vs_nfe, gaussian_pf_ode_flow, reference_problems
 from tests.oracles import gaussian_score
 
 F64 = torch.float64
@@ -46,7 +37,7 @@ VE = VESDE(10.0)
 MU = torch.tensor([[0.5, -1.0]], dtype=F64)
 SCORE = gaussian_score(VE, MU, 0.5)
 X = torch.randn(3, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
-TS = uniform_time_grid(3)
+TS = solvers.uniform_time_grid(3)
 ZERO2, EYE2 = torch.zeros(2, dtype=F64), torch.eye(2, dtype=F64)
 
 # ---------------------------------------------------------------------------
@@ -60,10 +51,8 @@ bad_eps = st.one_of(st.floats(max_value=0.0), st.floats(min_value=1.0), st.just(
 bad_time = st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1.0 + 1e-9), st.just(math.nan), not_a_number)
 bad_noise_level = st.one_of(st.floats(max_value=-1e-300), st.just(math.nan), st.just(math.inf),
                             st.none(), st.text(max_size=3))
-bad_name = st.one_of(st.text(max_size=8).filter(lambda s: s not in REGISTRY and s not in ("uniform", "edm", "logsnr",
-                                                                                          "exact", "hutchinson",
-                                                                                          "rademacher", "gaussian")),
-                     st.none(), st.integers())
+KNOWN_NAMES = {*solvers.REGISTRY, *solvers.TIME_GRIDS, "exact", "hutchinson", "rademacher", "gaussian"}
+bad_name = st.one_of(st.text(max_size=8).filter(lambda s: s not in KNOWN_NAMES), st.none(), st.integers())
 bad_ve_sigma = st.one_of(st.floats(max_value=1.0), st.floats(min_value=1.35e154), st.just(math.nan), not_a_number)
 
 
@@ -119,20 +108,23 @@ CASES = [
     ("sample_prior", "n", bad_positive_int, lambda v: VE.sample_prior(v, 2)),
     ("prior_log_prob", "x", bad_matrix(), lambda v: VE.prior_log_prob(v)),
     # solvers
-    ("noise_level", "t", bad_time, lambda v: noise_level(VE, v)),
-    ("time_of_noise_level", "sigma", bad_noise_level, lambda v: time_of_noise_level(VPSDE(), v)),
-    ("uniform_time_grid", "steps", bad_positive_int, lambda v: uniform_time_grid(v)),
-    ("uniform_time_grid", "eps", bad_eps, lambda v: uniform_time_grid(4, v)),
-    ("edm_time_grid", "rho", bad_positive_float, lambda v: edm_time_grid(VE, 4, rho=v)),
-    ("edm_time_grid", "eps", bad_eps, lambda v: edm_time_grid(VE, 4, v)),
-    ("logsnr_time_grid", "steps", bad_positive_int, lambda v: logsnr_time_grid(VE, v)),
-    ("time_grid", "grid", bad_name, lambda v: time_grid(VE, 4, grid=v)),
-    ("solve", "name", bad_name, lambda v: solve(SCORE, VE, X, TS, v)),
-    ("solve", "ts", bad_time_grid(), lambda v: solve(SCORE, VE, X, v, "heun_edm")),
-    ("solve", "x1", bad_matrix(), lambda v: solve(SCORE, VE, v, TS, "dpm_solver_2m")),
-    ("solve", "score_fn", st.sampled_from([None, 3.0, "score"]), lambda v: solve(v, VE, X, TS, "euler")),
+    ("noise_level", "t", bad_time, lambda v: solvers.noise_level(VE, v)),
+    ("time_of_noise_level", "sigma", bad_noise_level, lambda v: solvers.time_of_noise_level(VPSDE(), v)),
+    ("uniform_time_grid", "steps", bad_positive_int, lambda v: solvers.uniform_time_grid(v)),
+    ("uniform_time_grid", "eps", bad_eps, lambda v: solvers.uniform_time_grid(4, v)),
+    ("edm_time_grid", "rho", bad_positive_float, lambda v: solvers.edm_time_grid(VE, 4, rho=v)),
+    ("edm_time_grid", "eps", bad_eps, lambda v: solvers.edm_time_grid(VE, 4, v)),
+    ("logsnr_time_grid", "steps", bad_positive_int, lambda v: solvers.logsnr_time_grid(VE, v)),
+    ("time_grid", "grid", bad_name, lambda v: solvers.time_grid(VE, 4, grid=v)),
+    ("solve", "name", bad_name, lambda v: solvers.solve(SCORE, VE, X, TS, v)),
+    ("solve", "ts", bad_time_grid(), lambda v: solvers.solve(SCORE, VE, X, v, "heun_edm")),
+    ("solve", "x1", bad_matrix(), lambda v: solvers.solve(SCORE, VE, v, TS, "dpm_solver_2m")),
+    ("solve", "score_fn", st.sampled_from([None, 3.0, "score"]), lambda v: solvers.solve(v, VE, X, TS, "euler")),
     ("error_vs_nfe", "nfes", st.integers(max_value=0),
      lambda v: error_vs_nfe({"g": (SCORE, X, 1.0)}, VE, X, [("euler", "uniform")], [v])),
+    ("gaussian_pf_ode_flow", "s", st.one_of(st.floats(max_value=-1e-9), st.just(math.nan), not_a_number),
+     lambda v: gaussian_pf_ode_flow(VE, MU, v, X, 1.0, 0.5)),
+    ("reference_problems", "eps", bad_eps, lambda v: reference_problems(VE, X, v)),
     # sampling
     ("sample", "n", bad_positive_int, lambda v: sample(SCORE, VE, v, 2, 2)),
     ("sample", "steps", bad_positive_int, lambda v: sample(SCORE, VE, 2, 2, v)),
@@ -190,7 +182,7 @@ def test_a_bad_argument_raises_an_error_naming_it(function, argument, values, ca
 def test_a_score_of_the_wrong_shape_is_reported_by_every_entry_point():
     flat = lambda x, t: x[:, :1]  # noqa: E731  (N, 1) instead of (N, D): would broadcast silently
     for call in (lambda: sample(flat, VE, 4, 2, 2), lambda: log_prob(flat, VE, X, 2),
-                 lambda: solve(flat, VE, X, TS, "heun_edm")):
+                 lambda: solvers.solve(flat, VE, X, TS, "heun_edm")):
         with pytest.raises(ValueError, match="score_fn must return a tensor of shape"):
             call()
 
@@ -213,7 +205,7 @@ def test_ve_formulas_are_finite_for_every_accepted_sigma(sigma, t):
 @given(st.sampled_from([VESDE(25.0), VESDE(1.0001), VPSDE(), SubVPSDE(), VPSDE(0.1, 2000.0)]),
        st.floats(0.0, 1.7e308))
 def test_time_of_noise_level_is_finite_for_every_finite_level(sde, sigma):
-    t = time_of_noise_level(sde, sigma)
+    t = solvers.time_of_noise_level(sde, sigma)
     assert torch.isfinite(t) and t >= 0
 
 
@@ -227,12 +219,12 @@ def test_time_grids_are_finite_and_decreasing_for_every_vp_sde(beta_min, extra, 
             VPSDE(beta_min, beta_min + extra)
         return
     for sde in (VPSDE(beta_min, beta_min + extra), SubVPSDE(beta_min, beta_min + extra)):
-        ts = time_grid(sde, steps, eps, grid)
+        ts = solvers.time_grid(sde, steps, eps, grid)
         assert torch.isfinite(ts).all() and (ts[1:] < ts[:-1]).all() and ts[0] == 1.0 and ts[-1] == eps
 
 
 @FEW
-@given(st.sampled_from(sorted(REGISTRY)), st.sampled_from(["uniform", "edm", "logsnr"]), st.integers(1, 8),
+@given(st.sampled_from(sorted(solvers.REGISTRY)), st.sampled_from(["uniform", "edm", "logsnr"]), st.integers(1, 8),
        st.integers(0, 2**31 - 1))
 def test_sampling_with_an_exact_score_is_finite(solver, grid, steps, seed):
     x = sample(SCORE, VE, 8, 2, steps, solver=solver, grid=grid, eps=1e-3,
