@@ -106,7 +106,7 @@ def logsnr_time_grid(sde: SDE, steps: int, eps: float = 1e-5) -> torch.Tensor:
     """Times with ln sigma~ uniformly spaced from ln sigma~_1 to ln sigma~_eps, eq. (ch9-logsnr-grid).
 
     The "time-uniform log-SNR" grid of Lu et al. 2022 (DPM-Solver, section 3.3 / Appendix), the
-    natural grid of solvers in lambda = -ln sigma~; it is the limit rho -> infinity of
+    natural grid of solvers in kappa = -ln sigma~; it is the limit rho -> infinity of
     `edm_time_grid`. Strictly decreasing float64, shape (steps + 1,), endpoints exactly 1 and eps.
     """
     check_sde(sde)
@@ -146,7 +146,7 @@ random 2-D Gaussian mixtures under VESDE(25) (data scale about 1; not on chapter
 
 
 def fitted_time_grid(sde: SDE, steps: int, eps: float = 1e-5, sigma_last: float = FITTED_SIGMA_LAST) -> torch.Tensor:
-    """steps - 1 steps uniform in ell = -ln sigma~ from sigma~_1 to sigma_last, then the denoising step.
+    """steps - 1 steps uniform in kappa = -ln sigma~ from sigma~_1 to sigma_last, then the denoising step.
 
     Eq. (ch9-fitted-grid).
 
@@ -307,15 +307,15 @@ def heun_edm(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: boo
 
 
 def dpm_solver_2m(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False) -> torch.Tensor:
-    """DPM-Solver++(2M): a second-order multistep method in lambda = -ln sigma~ (Lu et al. 2022b, Algorithm 2).
+    """DPM-Solver++(2M): a second-order multistep method in kappa = -ln sigma~ (Lu et al. 2022b, Algorithm 2).
 
     One score evaluation per step, like `euler_sigma`, but it reuses the previous data
-    prediction to extrapolate D linearly in lambda (h_i = lambda_{i+1} - lambda_i, r = h_{i-1}/h_i):
+    prediction to extrapolate D linearly in kappa (h_i = kappa_{i+1} - kappa_i, r = h_{i-1}/h_i):
 
         D^ = (1 + 1/(2r)) D_i - 1/(2r) D_{i-1};   x~_{i+1} = D^ + (sigma~_{i+1}/sigma~_i)(x~_i - D^).
 
     The first step has no previous D and is the `euler_sigma` (DDIM) step; so is a last step to
-    sigma~ = 0 (lambda = infinity, where the extrapolation has no meaning): Karras et al.'s rule,
+    sigma~ = 0 (kappa = infinity, where the extrapolation has no meaning): Karras et al.'s rule,
     it lands on D_i. Source: the reference code `dpm_solver_pytorch.py` (LuChengTHU/dpm-solver,
     `multistep_dpm_solver_second_update`, "dpmsolver++", solver_type "dpmsolver").
     """
@@ -327,12 +327,12 @@ def dpm_solver_2m(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path
         m, m_next = sde.marginal_mean_coeff(t).item(), sde.marginal_mean_coeff(t_next).item()
         s, s_next = sde.noise_level(t).item(), sde.noise_level(t_next).item()
         d = data_prediction(score_fn, sde, x, t)
-        h = math.log(s / s_next) if s_next > 0 else math.inf  # lambda_{i+1} - lambda_i > 0
+        h = math.log(s / s_next) if s_next > 0 else math.inf  # kappa_{i+1} - kappa_i > 0
         if d_prev is None or math.isinf(h):
             d_hat = d  # first step, or the last step to sigma~ = 0: DDIM
         else:
             r = h_prev / h
-            d_hat = (1 + 0.5 / r) * d - (0.5 / r) * d_prev  # linear extrapolation of D in lambda
+            d_hat = (1 + 0.5 / r) * d - (0.5 / r) * d_prev  # linear extrapolation of D in kappa
         x = m_next * (d_hat + (s_next / s) * (x / m - d_hat))
         d_prev, h_prev = d, h
         if return_path:
@@ -341,11 +341,11 @@ def dpm_solver_2m(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path
 
 
 # ---------------------------------------------------------------------------
-# third-order multistep solvers in ell = -ln sigma~ (DPM-Solver++(3M), UniPC)
+# third-order multistep solvers in kappa = -ln sigma~ (DPM-Solver++(3M), UniPC)
 # and the final denoising step. Every step from ell_i to ell_{i+1} = ell_i + h
 # integrates the exact exponential-integrator identity (eq. (ch9-exp-integrator))
 #     x~_{i+1} = e^{-h} x~_i + int_0^h e^{-(h-u)} D(ell_i + u) du
-# with D replaced by a polynomial in ell through the latest data predictions.
+# with D replaced by a polynomial in kappa through the latest data predictions.
 # A grid that ends at t = 0 (sigma~ = 0, `with_denoising_step`) makes the last
 # step x = D: Karras et al.'s rule for the last step, one evaluation.
 # ---------------------------------------------------------------------------
@@ -366,8 +366,8 @@ def exponential_integrator_weights(h: float) -> tuple[float, float, float]:
     return w0, w1, w2
 
 
-def _derivative_estimates(ells: list[float], ds: list[torch.Tensor], order: int) -> list[torch.Tensor]:
-    """[D, D', D''] at ells[-1] from the last `order` data predictions (divided differences in ell).
+def _derivative_estimates(kappas: list[float], ds: list[torch.Tensor], order: int) -> list[torch.Tensor]:
+    """[D, D', D''] at kappas[-1] from the last `order` data predictions (divided differences in kappa).
 
     order 1: [D]; order 2: D' = (D_i - D_{i-1}) / h_{i-1}; order 3: the derivatives of the
     quadratic through the last three points (D'' = 2 x second divided difference).
@@ -375,14 +375,14 @@ def _derivative_estimates(ells: list[float], ds: list[torch.Tensor], order: int)
     d0 = ds[-1]
     if order == 1:
         return [d0]
-    h0 = ells[-1] - ells[-2]
+    h0 = kappas[-1] - kappas[-2]
     slope0 = (ds[-1] - ds[-2]) / h0
     if order == 2:
         return [d0, slope0]
-    h1 = ells[-2] - ells[-3]
+    h1 = kappas[-2] - kappas[-3]
     slope1 = (ds[-2] - ds[-3]) / h1
     second = 2.0 * (slope0 - slope1) / (h0 + h1)  # D''
-    return [d0, slope0 + 0.5 * h0 * second, second]  # D' at ells[-1] = slope0 + h0 D''/2
+    return [d0, slope0 + 0.5 * h0 * second, second]  # D' at kappas[-1] = slope0 + h0 D''/2
 
 
 def _steps_to_positive_noise(sde: SDE, ts: list[float]) -> int:
@@ -393,10 +393,10 @@ def _steps_to_positive_noise(sde: SDE, ts: list[float]) -> int:
 def dpm_solver_3m(
     score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False, lower_order_final: bool = True
 ) -> torch.Tensor:
-    """DPM-Solver++(3M): third-order multistep exponential integrator in ell = -ln sigma~ (eq. (ch9-multistep)).
+    """DPM-Solver++(3M): third-order multistep exponential integrator in kappa = -ln sigma~ (eq. (ch9-multistep)).
 
     Lu et al. 2022b (Appendix, "multistep DPM-Solver++"). One score evaluation per step: D_i is
-    evaluated at (x_i, t_i), then D is extrapolated in ell by the polynomial through the last
+    evaluated at (x_i, t_i), then D is extrapolated in kappa by the polynomial through the last
     k <= 3 predictions and integrated exactly (`exponential_integrator_weights`):
 
         x~_{i+1} = e^{-h} x~_i + w0 D_i + w1 D'_i + w2 D''_i,      h = ell_{i+1} - ell_i.
@@ -419,18 +419,18 @@ def _multistep(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: b
     """The loop shared by the exponential-integrator multistep solvers (see `dpm_solver_3m`)."""
     score_fn, ts = _noise_level_solver_inputs(score_fn, sde, x1, ts)
     steps = _steps_to_positive_noise(sde, ts)
-    x, path, ells, ds = x1, [x1], [], []
+    x, path, kappas, ds = x1, [x1], [], []
     for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
         m, m_next = sde.marginal_mean_coeff(t).item(), sde.marginal_mean_coeff(t_next).item()
         s, s_next = sde.noise_level(t).item(), sde.noise_level(t_next).item()
         ds.append(data_prediction(score_fn, sde, x, t))
-        ells.append(-math.log(s))
+        kappas.append(-math.log(s))
         if s_next == 0.0:  # the last step to sigma~ = 0: x = D (Karras et al.'s last step)
             x = m_next * ds[-1]
         else:
             h = math.log(s / s_next)
             k = min(max_order, len(ds), steps - i if lower_order_final else max_order)
-            terms = _derivative_estimates(ells, ds, k)
+            terms = _derivative_estimates(kappas, ds, k)
             x_scaled = math.exp(-h) * (x / m) + sum(w * d for w, d in zip(exponential_integrator_weights(h), terms))
             x = m_next * x_scaled
         if return_path:
@@ -462,7 +462,7 @@ def unipc(
     score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False, order: int = 3,
     variant: str = "bh2", lower_order_final: bool = True,
 ) -> torch.Tensor:
-    """UniPC: multistep predictor (UniP) and corrector (UniC) in ell = -ln sigma~ (Zhao et al. 2023).
+    """UniPC: multistep predictor (UniP) and corrector (UniC) in kappa = -ln sigma~ (Zhao et al. 2023).
 
     One score evaluation per step, like DPM-Solver++(3M). Step i predicts x~_{i+1} with the
     last p data predictions (UniP-p), evaluates D_{i+1} at the PREDICTED point, and uses it to
@@ -488,7 +488,7 @@ def unipc(
     score_fn, ts = _noise_level_solver_inputs(score_fn, sde, x1, ts)
     steps = _steps_to_positive_noise(sde, ts)
     x = x1 / sde.marginal_mean_coeff(ts[0]).item()
-    ds, ells = [data_prediction(score_fn, sde, x1, ts[0])], [-math.log(sde.noise_level(ts[0]).item())]
+    ds, kappas = [data_prediction(score_fn, sde, x1, ts[0])], [-math.log(sde.noise_level(ts[0]).item())]
     path = [x1]
     for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
         s, s_next = sde.noise_level(t).item(), sde.noise_level(t_next).item()
@@ -496,7 +496,7 @@ def unipc(
             x = data_prediction(score_fn, sde, sde.marginal_mean_coeff(t).item() * x, t)
         else:
             p = min(order, len(ds), steps - i if lower_order_final else order)
-            x = _unipc_step(score_fn, sde, x, t_next, math.log(s / s_next), ds, ells, p, variant,
+            x = _unipc_step(score_fn, sde, x, t_next, math.log(s / s_next), ds, kappas, p, variant,
                             correct=i < steps - 1)
         if return_path:
             path.append(sde.marginal_mean_coeff(t_next).item() * x)
@@ -505,9 +505,9 @@ def unipc(
 
 
 def _unipc_step(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, t_next: float, h: float, ds: list[torch.Tensor],
-                ells: list[float], p: int, variant: str, correct: bool) -> torch.Tensor:
+                kappas: list[float], p: int, variant: str, correct: bool) -> torch.Tensor:
     """One UniPC step from x~_i (scaled) to t_next; appends D_{i+1} to `ds` when it corrects."""
-    rks = [(ells[-1 - k] - ells[-1]) / h for k in range(1, p)] + [1.0]
+    rks = [(kappas[-1 - k] - kappas[-1]) / h for k in range(1, p)] + [1.0]
     diffs = [(ds[-1 - k] - ds[-1]) / rks[k - 1] for k in range(1, p)]
     big_r, b, big_b = _unipc_coefficients(rks, h, variant)
     x_first = math.exp(-h) * x - math.expm1(-h) * ds[-1]  # the DDIM step
@@ -523,7 +523,7 @@ def _unipc_step(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, t_next: float, h: 
     c = [0.5] if p == 1 else torch.linalg.solve(big_r, b).tolist()
     correction = sum(ck * dk for ck, dk in zip(c[:-1], diffs)) + c[-1] * (d_next - ds[-1])
     ds.append(d_next)
-    ells.append(ells[-1] + h)
+    kappas.append(kappas[-1] + h)
     return x_first - big_b * correction
 
 

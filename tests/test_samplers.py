@@ -57,17 +57,17 @@ def test_dpm_solver_3m_local_error_is_fourth_order():
     mu, s, score, _ = gaussian(sde)
     x1 = torch.tensor([[5.0, 3.0]], dtype=F64)
 
-    def on_flow(ell):
-        t = time_of_noise_level(sde, torch.tensor(math.exp(-ell), dtype=F64)).item()
+    def on_flow(kappa):
+        t = time_of_noise_level(sde, torch.tensor(math.exp(-kappa), dtype=F64)).item()
         return gaussian_pf_ode_flow(sde, mu, s, x1, 1.0, t), t
 
     errors, errors_published = [], []
     hs = [0.05, 0.025, 0.0125, 0.00625]
     for h in hs:
-        ells = [math.log(2.0) + k * h for k in range(4)]  # around sigma~ = 0.5 = s, where D bends most
-        pts = [on_flow(e) for e in ells]
+        kappas = [math.log(2.0) + k * h for k in range(4)]  # around sigma~ = 0.5 = s, where D bends most
+        pts = [on_flow(e) for e in kappas]
         ds = [data_prediction(score, sde, x, t) for x, t in pts[:3]]
-        d0, d1, d2 = _derivative_estimates(ells[:3], ds, 3)
+        d0, d1, d2 = _derivative_estimates(kappas[:3], ds, 3)
         w0, w1, w2 = exponential_integrator_weights(h)
         step = math.exp(-h) * pts[2][0] + w0 * d0 + w1 * d1 + w2 * d2
         published = math.exp(-h) * pts[2][0] + w0 * d0 + w1 * d1 + w2 * d2 / 2
