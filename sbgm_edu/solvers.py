@@ -148,7 +148,7 @@ random 2-D Gaussian mixtures under VESDE(25) (data scale about 1; not on chapter
 def fitted_time_grid(sde: SDE, steps: int, eps: float = 1e-5, sigma_last: float = FITTED_SIGMA_LAST) -> torch.Tensor:
     """steps - 1 steps uniform in kappa = -ln sigma~ from sigma~_1 to sigma_last, then the denoising step.
 
-    Eq. (ch9-fitted-grid).
+    See eq. (ch9-fitted-grid).
 
     Ending the ODE early and jumping to t = 0 with D (`with_denoising_step`) spends the steps where
     D changes; the jump itself is off by a bias of order sigma_last^2 / s^2 for data of scale s, and the
