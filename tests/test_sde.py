@@ -168,7 +168,7 @@ def test_sub_vp_std_is_below_vp_std_and_priors_are_standard_normal():
 def test_bad_vp_arguments_raise():
     with pytest.raises(ValueError, match="beta_min must be a finite float > 0"):
         VPSDE(beta_min=0.0)
-    with pytest.raises(ValueError, match="beta_max must be >= beta_min"):
+    with pytest.raises(ValueError, match="beta_max must be a finite float >= 5"):
         SubVPSDE(beta_min=5.0, beta_max=1.0)
     with pytest.raises(TypeError, match="beta_max"):
         VPSDE(beta_max="20")
