@@ -74,16 +74,17 @@ def uniform_log_prob(y: torch.Tensor, levels: int = DIGITS_LEVELS, bin_width: fl
     return torch.where(inside, torch.full_like(y[:, 0], value), torch.full_like(y[:, 0], -math.inf))
 
 
-def fit_gaussian_mixture(y_train: torch.Tensor, components: int, seed: int = 0) -> GaussianMixture:
+def fit_gaussian_mixture(y_train: torch.Tensor, components: int, seed: int = 0, restarts: int = 5) -> GaussianMixture:
     """Maximum likelihood Gaussian mixture with `components` full covariances, fitted to y_train (N, D) by EM.
 
     K = 1 is the full-covariance Gaussian: its mean and covariance are the sample mean and the
     (biased) sample covariance. scikit-learn adds 1e-6 to the diagonal of each covariance; EM is
-    started from k-means (5 restarts, `seed`).
+    started from k-means, `restarts` times (the best fit is kept), seeded by `seed`.
     """
     check_tensor(y_train, "y_train", ndim=2)
     check_positive_int(components, "components")
-    model = GaussianMixture(components, covariance_type="full", n_init=5, random_state=seed, max_iter=500)
+    check_positive_int(restarts, "restarts")
+    model = GaussianMixture(components, covariance_type="full", n_init=restarts, random_state=seed, max_iter=500)
     return model.fit(y_train.double().numpy())
 
 
@@ -98,7 +99,8 @@ def sklearn_log_prob(model: GaussianMixture | KernelDensity) -> LogProb:
 
 
 def select_gaussian_mixture(
-    y_train: torch.Tensor, y_val: torch.Tensor, components: Sequence[int] = tuple(range(1, 11)), seed: int = 0
+    y_train: torch.Tensor, y_val: torch.Tensor, components: Sequence[int] = tuple(range(1, 11)), seed: int = 0,
+    restarts: int = 5,
 ) -> tuple[GaussianMixture, dict[int, float]]:
     """The mixture with the best validation bits/dim among `components`; also {K: validation bits/dim}.
 
@@ -108,7 +110,7 @@ def select_gaussian_mixture(
     check_tensor(y_val, "y_val", ndim=2)
     scores, models = {}, {}
     for k in components:
-        models[k] = fit_gaussian_mixture(y_train, k, seed)
+        models[k] = fit_gaussian_mixture(y_train, k, seed, restarts)
         scores[k] = bits_per_dim(sklearn_log_prob(models[k])(y_val), y_val.shape[1]).mean().item()
     best = min(scores, key=scores.get)
     return models[best], scores
@@ -134,15 +136,16 @@ def select_kde(
 
 
 def classical_baselines(
-    y_train: torch.Tensor, y_val: torch.Tensor
+    y_train: torch.Tensor, y_val: torch.Tensor, components: Sequence[int] = tuple(range(1, 11)), restarts: int = 5
 ) -> tuple[dict[str, LogProb], dict[str, dict]]:
     """The four yardsticks, fitted on y_train and selected on y_val: ({name: ln p}, {name: selection scores}).
 
     Names: "uniform (17 levels)", "Gaussian, full covariance", "Gaussian mixture (K = k)",
-    "KDE (h = h)"; the selection scores are the validation bits/dim of each candidate K or h.
+    "KDE (h = h)"; the selection scores are the validation bits/dim of each candidate K (among
+    `components`, EM with `restarts` starts each) or h.
     """
-    gaussian = fit_gaussian_mixture(y_train, 1)
-    mixture, mixture_scores = select_gaussian_mixture(y_train, y_val)
+    mixture, mixture_scores = select_gaussian_mixture(y_train, y_val, components, restarts=restarts)
+    gaussian = fit_gaussian_mixture(y_train, 1, restarts=restarts)
     kde, kde_scores = select_kde(y_train, y_val)
     models = {
         "uniform (17 levels)": uniform_log_prob,
