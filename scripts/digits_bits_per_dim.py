@@ -1,6 +1,6 @@
 """Bits per dimension on the whole test split: the classical baselines and the shipped score models.
 
-    .venv/bin/python scripts/digits_bits_per_dim.py                          # everything, about 20 minutes
+    .venv/bin/python scripts/digits_bits_per_dim.py                          # everything, about half an hour
     .venv/bin/python scripts/digits_bits_per_dim.py --models likelihood --steps 12 --no-baselines
 
 Chapter 10 measures the same numbers on a subset of the test digits, to run in about a minute.
