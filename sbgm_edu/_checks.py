@@ -44,8 +44,7 @@ def check_eps(eps: float, name: str = "eps") -> float:
 
 def check_score_fn(score_fn: object) -> None:
     """Check that `score_fn` can be called as score_fn(x, t)."""
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable as score_fn(x, t), got {type(score_fn).__name__}")
+    check_callable(score_fn, "score_fn", "score_fn(x, t)")
 
 
 def check_time_grid(ts: Sequence[float] | torch.Tensor, name: str = "ts") -> torch.Tensor:
@@ -152,7 +151,14 @@ class ShapeCheckedScore:
         self.score_fn = score_fn
 
     def __call__(self, x: torch.Tensor, t: Time) -> torch.Tensor:
-        return check_output_shape(self.score_fn(x, t), x.shape, "score_fn")
+        try:
+            y = self.score_fn(x, t)
+        except RuntimeError as err:
+            if "dtype" not in str(err) and "scalar type" not in str(err):
+                raise
+            raise TypeError(f"score_fn failed on x of dtype {x.dtype} ({err}); give x the dtype the score "
+                            "computes in, e.g. sample(..., dtype=torch.float32) for a float32 network") from err
+        return check_output_shape(y, x.shape, "score_fn")
 
 
 def checked_score_fn(score_fn: object) -> ShapeCheckedScore:
@@ -180,3 +186,26 @@ def check_nonempty(x: torch.Tensor, name: str, minimum: int = 1) -> torch.Tensor
     if x.ndim == 0 or x.shape[0] < minimum:
         raise ValueError(f"{name} must hold at least {minimum} row(s), got shape {tuple(x.shape)}")
     return x
+
+
+def check_gaussians(mean0: torch.Tensor, cov0: torch.Tensor, mean1: torch.Tensor, cov1: torch.Tensor,
+                    names: tuple[str, str, str, str]) -> tuple[torch.Tensor, ...]:
+    """Check two Gaussians N(mean0, cov0), N(mean1, cov1) in dimension F; return the four tensors in float64.
+
+    The means must have shape (F,), the covariances (F, F) and be symmetric (to 1e-10 relative): a
+    non-symmetric matrix is not a covariance, and the formulas would silently use half of it.
+    """
+    for tensor, name in zip((mean0, cov0, mean1, cov1), names):
+        check_tensor(tensor, name, ndim=1 if name in names[::2] else 2)
+    f = mean0.shape[0]
+    if f < 1:
+        raise ValueError(f"{names[0]} must have at least one entry (dimension F >= 1)")
+    if mean1.shape != (f,):
+        raise ValueError(f"{names[2]} must have shape ({f},) like {names[0]}, got {tuple(mean1.shape)}")
+    for cov, name in ((cov0, names[1]), (cov1, names[3])):
+        if cov.shape != (f, f):
+            raise ValueError(f"{name} must have shape ({f}, {f}), got {tuple(cov.shape)}")
+        cov = cov.to(torch.float64)
+        if (cov - cov.T).abs().max() > 1e-10 * cov.abs().max():
+            raise ValueError(f"{name} must be symmetric (a covariance), but {name} != {name}.T")
+    return tuple(t.to(torch.float64) for t in (mean0, cov0, mean1, cov1))

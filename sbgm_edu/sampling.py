@@ -86,7 +86,9 @@ def sample(
     Returns:
         The samples x_eps, shape (n, dim) (or the path).
     """
-    _check_common(score_fn, sde, n, dim)
+    # sde, steps, eps and grid are checked by time_grid, score_fn by the solver (once each)
+    check_positive_int(n, "n")
+    check_positive_int(dim, "dim")
     check_choice(solver, "solver", solvers.REGISTRY)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating-point torch.dtype (e.g. torch.float32), got {dtype!r}")

@@ -19,6 +19,7 @@ import torch
 
 from sbgm_edu._checks import (
     Time,
+    check_callable,
     check_float,
     check_noise_levels,
     check_positive_float,
@@ -32,6 +33,10 @@ from sbgm_edu._checks import (
 
 VE_SIGMA_MAX = math.exp(0.5 * math.log(torch.finfo(torch.float64).max))
 """VESDE(sigma) needs sigma below this (about 1.3e154), where sigma^2 overflows float64."""
+
+VP_INTEGRATED_BETA_MAX = 2.0 * math.log(torch.finfo(torch.float64).max) - 2.0
+"""VPSDE and SubVPSDE need B(1) = (beta_min + beta_max) / 2 at most this (about 1418): their noise level
+sigma~_1 ~ e^{B(1)/2} must stay finite in float64 (with a margin for the grids' round-off)."""
 
 ScoreFn = Callable[[torch.Tensor, Time], torch.Tensor]
 """score_fn(x, t) -> an estimate of grad_x ln p_t(x), shape of x (N, D)."""
@@ -214,6 +219,10 @@ class VPSDE(SDE):
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0) -> None:
         self.beta_min = check_positive_float(beta_min, "beta_min")
         self.beta_max = check_float(beta_max, "beta_max", low=self.beta_min)
+        if 0.5 * (self.beta_min + self.beta_max) > VP_INTEGRATED_BETA_MAX:
+            raise ValueError(f"beta_max must keep B(1) = (beta_min + beta_max) / 2 <= {VP_INTEGRATED_BETA_MAX:.0f}, "
+                             "so that the noise level e^(B(1)/2) is finite in float64; "
+                             f"got beta_min = {beta_min:g}, beta_max = {beta_max:g}")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(beta_min={self.beta_min}, beta_max={self.beta_max})"
@@ -320,6 +329,8 @@ def euler_maruyama(
     Weak order 1. Strong order 1/2 in general, but 1 here: g depends on t only
     (additive noise), where Euler–Maruyama coincides with the Milstein scheme.
     """
+    check_callable(drift, "drift", "drift(x, t)")
+    check_callable(diffusion, "diffusion", "diffusion(t)")
     check_tensor(x0, "x0")
     ts = check_time_grid(ts).tolist()
     x = x0
