@@ -51,6 +51,7 @@ from sbgm_edu._checks import (
     check_score_fn,
     check_tensor,
 )
+from sbgm_edu.losses import LossWeight, TimeSampler
 from sbgm_edu.ode import VectorField
 from sbgm_edu.sde import SDE, ScoreFn, check_sde, pf_ode_drift
 from sbgm_edu.solvers import GRIDS, time_grid
@@ -277,25 +278,19 @@ def dequantize(
 # likelihood training: the weight lambda_t = g(t)^2 and importance sampling of t
 # ---------------------------------------------------------------------------
 
-TimeSampler = Callable[[int, "torch.Generator | None"], tuple[torch.Tensor, torch.Tensor]]
-"""sampler(n, generator) -> (t, importance_weight), both of shape (n,): the `time_sampler` of `train`."""
-
-
-def likelihood_loss_weight(sde: SDE) -> Callable[[torch.Tensor], torch.Tensor]:
+def likelihood_loss_weight(sde: SDE) -> LossWeight:
     """lambda_t = g(t)^2, the weight that makes the DSM loss the bound of eq. (ch10-mle-bound).
 
     Song, Durkan, Murray & Ermon 2021 ("likelihood weighting"). Returns a function t (N,) -> (N,),
     usable as the `loss_weight` of `sbgm_edu.train.train`.
     """
     check_sde(sde)
-    return lambda t: sde.diffusion(t) ** 2
+    return sde.likelihood_weight
 
 
 def _log_noise_level(sde: SDE, t: float | torch.Tensor) -> torch.Tensor:
     """ln(sigma_t / m_t), float64."""
-    from sbgm_edu.solvers import noise_level
-
-    return torch.log(noise_level(sde, t))
+    return torch.log(sde.noise_level(t))
 
 
 def likelihood_time_density(sde: SDE, t: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -328,14 +323,12 @@ def likelihood_time_sampler(sde: SDE, eps: float = 1e-5) -> TimeSampler:
         sampler(n, generator) -> (t, w), each of shape (n,) (float64): the `time_sampler` of `train`.
     """
     check_sde(sde)
-    from sbgm_edu.solvers import time_of_noise_level
-
     log_low, log_high = _log_noise_level(sde, eps).item(), _log_noise_level(sde, 1.0).item()
 
     def sampler(n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         check_positive_int(n, "n")
         u = torch.rand(n, generator=generator, dtype=torch.float64)
-        t = time_of_noise_level(sde, torch.exp(log_low + u * (log_high - log_low))).clamp(eps, 1.0)
+        t = sde.time_of_noise_level(torch.exp(log_low + u * (log_high - log_low))).clamp(eps, 1.0)
         weight = 1.0 / ((1.0 - eps) * likelihood_time_density(sde, t, eps))
         return t, weight
 
