@@ -302,6 +302,7 @@ def likelihood_time_density(sde: SDE, t: torch.Tensor, eps: float = 1e-5) -> tor
     So q is the uniform density of ln sigma~_t (the log-SNR) mapped to t. Shape of t, float64.
     """
     check_sde(sde)
+    eps = check_eps(eps)
     t = torch.as_tensor(t, dtype=torch.float64)
     z = 2.0 * (_log_noise_level(sde, 1.0) - _log_noise_level(sde, eps))
     return (sde.diffusion(t) ** 2 / sde.marginal_std(t) ** 2).to(torch.float64) / z
@@ -323,6 +324,7 @@ def likelihood_time_sampler(sde: SDE, eps: float = 1e-5) -> TimeSampler:
         sampler(n, generator) -> (t, w), each of shape (n,) (float64): the `time_sampler` of `train`.
     """
     check_sde(sde)
+    eps = check_eps(eps)
     log_low, log_high = _log_noise_level(sde, eps).item(), _log_noise_level(sde, 1.0).item()
 
     def sampler(n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -124,3 +124,14 @@ def test_load_pretrained_likelihood_loads_and_samples():
     x = sample(model, sde, n=8, dim=64, steps=10, generator=torch.Generator().manual_seed(0))
     assert x.shape == (8, 64) and torch.isfinite(x).all()
     assert x.abs().max() < 3  # digits in [-1, 1], not the prior's spread of about 10
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="eps"):
+        likelihood_time_sampler(VESDE(25.0), eps=0.0)
+    with pytest.raises(ValueError, match="eps"):
+        likelihood_time_density(VESDE(25.0), torch.tensor([0.5]), eps=1.5)
+    with pytest.raises(TypeError, match="sde"):
+        likelihood_loss_weight("VE")
+    with pytest.raises(ValueError, match="n"):
+        likelihood_time_sampler(VPSDE())(0, None)
