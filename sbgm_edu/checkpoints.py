@@ -26,13 +26,14 @@ import torch
 from torch import nn
 
 from sbgm_edu.data import DIGITS_DATA_MAP
-from sbgm_edu.nets import ConditionalScoreNet, OriginalScoreNet, ScoreNet
+from sbgm_edu.nets import ConditionalScoreNet, CovarianceScoreNet, OriginalScoreNet, ScoreNet
 from sbgm_edu.sde import SDE, VESDE, VPSDE, SubVPSDE, check_sde
 
 CHECKPOINT_FORMAT = "sbgm_edu-checkpoint-v1"
 
 MODEL_CLASSES: dict[str, type[nn.Module]] = {"ScoreNet": ScoreNet, "OriginalScoreNet": OriginalScoreNet}
 MODEL_CLASSES["ConditionalScoreNet"] = ConditionalScoreNet  # chapter "Controllable generation"
+MODEL_CLASSES["CovarianceScoreNet"] = CovarianceScoreNet  # chapter "Other SDEs and exact likelihood"
 """Networks a checkpoint can hold, by class name. Add a network with one entry here."""
 
 SDE_CLASSES: dict[str, tuple[type[SDE], tuple[str, ...]]] = {

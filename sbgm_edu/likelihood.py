@@ -42,6 +42,7 @@ import torch
 
 from sbgm_edu._checks import (
     Time,
+    check_callable,
     check_choice,
     check_eps,
     check_nonempty,
@@ -50,6 +51,7 @@ from sbgm_edu._checks import (
     check_score_fn,
     check_tensor,
 )
+from sbgm_edu.losses import LossWeight, TimeSampler
 from sbgm_edu.ode import VectorField
 from sbgm_edu.sde import SDE, ScoreFn, check_sde, pf_ode_drift
 from sbgm_edu.solvers import GRIDS, time_grid
@@ -70,6 +72,7 @@ def divergence_exact(f: VectorField, x: torch.Tensor, t: Time) -> torch.Tensor:
     backward passes, fine for D <= 64. f must treat rows independently (as score
     networks do), so that the gradient of sum_n f_i(x_n) with respect to x_n is row n's.
     """
+    check_callable(f, "f", "f(x, t)")
     check_tensor(x, "x", ndim=2)
     n, dim = x.shape
     with torch.enable_grad():
@@ -89,6 +92,8 @@ def divergence_exact(f: VectorField, x: torch.Tensor, t: Time) -> torch.Tensor:
 
 def rademacher_like(x: torch.Tensor, n_probes: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Probes v with independent entries +-1 (probability 1/2 each): shape (n_probes, *x.shape)."""
+    check_tensor(x, "x")
+    check_positive_int(n_probes, "n_probes")
     bits = torch.randint(0, 2, (n_probes, *x.shape), generator=generator)
     return (2 * bits - 1).to(x.dtype)
 
@@ -108,6 +113,7 @@ def divergence_hutchinson(f: VectorField, x: torch.Tensor, t: Time, probes: torc
     Returns:
         The estimate for each row, shape (N,).
     """
+    check_callable(f, "f", "f(x, t)")
     check_tensor(x, "x", ndim=2)
     check_tensor(probes, "probes", ndim=3)
     if probes.shape[1:] != x.shape:
@@ -268,12 +274,78 @@ def dequantize(
     return x + bin_width * u
 
 
+# ---------------------------------------------------------------------------
+# likelihood training: the weight lambda_t = g(t)^2 and importance sampling of t
+# ---------------------------------------------------------------------------
+
+def likelihood_loss_weight(sde: SDE) -> LossWeight:
+    """lambda_t = g(t)^2, the weight that makes the DSM loss the bound of eq. (ch10-mle-bound).
+
+    Song, Durkan, Murray & Ermon 2021 ("likelihood weighting"). Returns a function t (N,) -> (N,),
+    usable as the `loss_weight` of `sbgm_edu.train.train`.
+    """
+    check_sde(sde)
+    return sde.likelihood_weight
+
+
+def _log_noise_level(sde: SDE, t: float | torch.Tensor) -> torch.Tensor:
+    """ln(sigma_t / m_t), float64."""
+    return torch.log(sde.noise_level(t))
+
+
+def likelihood_time_density(sde: SDE, t: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """q(t), the importance density of t for lambda_t = g(t)^2, eq. (ch10-is-density).
+
+    q(t) = (g(t)^2 / sigma_t^2) / Z on [eps, 1], with Z = 2 ln(sigma~_1 / sigma~_eps) and
+    sigma~_t = sigma_t / m_t. Z is the normaliser because g^2 / sigma_t^2 = d ln(sigma~_t^2) / dt for
+    every SDE with a linear drift f(t) x (VE, VP, sub-VP): d(sigma_t^2 / m_t^2)/dt = g^2 / m_t^2.
+    So q is the uniform density of ln sigma~_t (the log-SNR) mapped to t. Shape of t, float64.
+    """
+    check_sde(sde)
+    eps = check_eps(eps)
+    t = torch.as_tensor(t, dtype=torch.float64)
+    z = 2.0 * (_log_noise_level(sde, 1.0) - _log_noise_level(sde, eps))
+    return (sde.diffusion(t) ** 2 / sde.marginal_std(t) ** 2).to(torch.float64) / z
+
+
+def likelihood_time_sampler(sde: SDE, eps: float = 1e-5) -> TimeSampler:
+    """Importance sampling of t for the likelihood weight, eq. (ch10-is-density) (Song et al. 2021, sec. 5).
+
+    With lambda_t = g(t)^2 the DSM loss per time is about 1/2 g^2 D / sigma_t^2 (the size of the
+    target x_1 / sigma_t), which is ~ 1/t near 0: drawing t ~ U(eps, 1) gives a loss whose
+    variance is dominated by the rare small times. Drawing t from q(t) proportional to
+    g^2 / sigma_t^2 instead (`likelihood_time_density`: ln sigma~_t uniform) and multiplying each
+    example by the importance weight w(t) = u(t) / q(t), with u(t) = 1 / (1 - eps) the uniform
+    density, keeps the expected loss unchanged:
+
+        E_{t ~ u}[L_t] = E_{t ~ q}[w(t) L_t].
+
+    Returns:
+        sampler(n, generator) -> (t, w), each of shape (n,) (float64): the `time_sampler` of `train`.
+    """
+    check_sde(sde)
+    eps = check_eps(eps)
+    log_low, log_high = _log_noise_level(sde, eps).item(), _log_noise_level(sde, 1.0).item()
+
+    def sampler(n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        check_positive_int(n, "n")
+        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        t = sde.time_of_noise_level(torch.exp(log_low + u * (log_high - log_low))).clamp(eps, 1.0)
+        weight = 1.0 / ((1.0 - eps) * likelihood_time_density(sde, t, eps))
+        return t, weight
+
+    return sampler
+
+
 __all__ = [
     "DIGITS_BIN_WIDTH",
     "bits_per_dim",
     "dequantize",
     "divergence_exact",
     "divergence_hutchinson",
+    "likelihood_loss_weight",
+    "likelihood_time_density",
+    "likelihood_time_sampler",
     "log_prob",
     "rademacher_like",
     "rk4_step",

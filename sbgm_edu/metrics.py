@@ -65,22 +65,27 @@ def _as_float64(x: torch.Tensor, name: str, dim: int | None = None) -> torch.Ten
     return x.detach().to(torch.float64)
 
 
+def _rmse_matrix(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> torch.Tensor:
+    """`pairwise_rmse` with the caller's argument names in its error messages."""
+    a = _as_float64(a, names[0])
+    b = _as_float64(b, names[1], dim=a.shape[1])
+    return torch.cdist(a, b) / math.sqrt(a.shape[1])
+
+
 def pairwise_rmse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """RMSE between every row of a (N, D) and every row of b (M, D): shape (N, M), |a_i - b_j| / sqrt(D)."""
-    a = _as_float64(a, "a")
-    b = _as_float64(b, "b", dim=a.shape[1])
-    return torch.cdist(a, b) / math.sqrt(a.shape[1])
+    return _rmse_matrix(a, b, ("a", "b"))
 
 
 def nearest_rmse(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """RMSE of each row of x (N, D) to its nearest row of `reference` (M, D): shape (N,)."""
-    return pairwise_rmse(x, reference).min(dim=1).values
+    return _rmse_matrix(x, reference, ("x", "reference")).min(dim=1).values
 
 
 def coverage_radii(reference: torch.Tensor, k: int = COVERAGE_K) -> torch.Tensor:
     """The radius of each reference row: its RMSE to its k-th nearest OTHER reference row, shape (M,)."""
     check_positive_int(k, "k")
-    d = pairwise_rmse(reference, reference)
+    d = _rmse_matrix(reference, reference, ("reference", "reference"))
     if k >= d.shape[0]:
         raise ValueError(f"k must be smaller than the number of reference rows {d.shape[0]}, got {k}")
     # column 0 of the sorted distances is the row itself (distance 0)
@@ -99,7 +104,7 @@ def coverage(samples: torch.Tensor, reference: torch.Tensor, k: int = COVERAGE_K
         A float in [0, 1]: 1 when every test digit has a sample close to it.
     """
     radii = coverage_radii(reference, k)
-    d = pairwise_rmse(samples, reference)  # (N, M)
+    d = _rmse_matrix(samples, reference, ("samples", "reference"))  # (N, M)
     return float((d.min(dim=0).values <= radii).to(torch.float64).mean())
 
 

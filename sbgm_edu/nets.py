@@ -246,4 +246,74 @@ class ConditionalScoreNet(ScoreNet):
         return self.preconditioned_score(x, t, extra=self.label_embedding(labels).to(x.dtype))
 
 
-__all__ = ["ConditionalScoreNet", "OriginalScoreNet", "ScoreNet"]
+class CovarianceScoreNet(ScoreNet):
+    """ScoreNet whose Gaussian part has the full covariance of the data: the likelihood model of chapter 10.
+
+    For data with mean mu and covariance Sigma = U diag(l) U^T, the Gaussian N(mu, Sigma) diffused by
+    the kernel N(m_t x_0, sigma_t^2 I) is N(m_t mu, m_t^2 Sigma + sigma_t^2 I), whose score is
+
+        s_theta(x, t) = -U diag(1 / (m_t^2 l + sigma_t^2)) U^T (x - m_t mu)
+                        + s_data / (sigma_t sqrt(v_t)) F(c_in x, c_noise),       eq. (ch10-covariance-scorenet)
+
+    the first term of eq. (ch6-scorenet) with the isotropic s_data^2 I replaced by Sigma (the
+    correction F, c_in, c_noise and v_t are those of `ScoreNet`). The last layer of F starts at
+    zero, so before training the model *is* the full-covariance Gaussian, and its PF-ODE
+    likelihood is that Gaussian's (diffused to t = eps): training can only start from that
+    baseline. U and l are buffers, saved in checkpoints with the weights.
+
+    Args:
+        sde, dim, hidden, depth, fourier_features, data_std, data_mean: as for `ScoreNet`.
+        data_cov: Sigma, shape (dim, dim), symmetric positive definite; data_std^2 I if None.
+    """
+
+    def __init__(self, sde: SDE, dim: int = 64, hidden: int = 256, depth: int = 3, fourier_features: int = 8,
+                 data_std: float = 0.5, data_mean: torch.Tensor | None = None,
+                 data_cov: torch.Tensor | None = None) -> None:
+        super().__init__(sde, dim, hidden, depth, fourier_features, data_std, data_mean)
+        if data_cov is None:
+            data_cov = torch.eye(dim, dtype=torch.float64) * data_std**2
+        check_tensor(data_cov, "data_cov", ndim=2)
+        if data_cov.shape != (dim, dim) or not torch.allclose(data_cov, data_cov.T):
+            raise ValueError(f"data_cov must be a symmetric ({dim}, {dim}) matrix, got shape {tuple(data_cov.shape)}")
+        eigenvalues, eigenvectors = torch.linalg.eigh(data_cov.double())
+        if eigenvalues.min() <= 0:
+            raise ValueError(f"data_cov must be positive definite, its smallest eigenvalue is {eigenvalues.min():.3g}")
+        self.register_buffer("cov_eigenvalues", eigenvalues.float())
+        self.register_buffer("cov_eigenvectors", eigenvectors.float())
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    @classmethod
+    def for_data(cls, sde: SDE, data: torch.Tensor, extra_variance: float = 0.0, **kwargs) -> CovarianceScoreNet:
+        """mu = mean image, Sigma = sample covariance (1/N) + extra_variance I, s_data = sqrt(mean of diag Sigma).
+
+        For digits dequantised by U(-w/2, w/2) per pixel, extra_variance = w^2 / 12 gives the exact
+        covariance of the dequantised data from the raw digits.
+        """
+        check_tensor(data, "data", ndim=2)
+        data = data.double()
+        mean = data.mean(dim=0)
+        cov = (data - mean).T @ (data - mean) / data.shape[0] + extra_variance * torch.eye(data.shape[1],
+                                                                                           dtype=torch.float64)
+        std = float(torch.diagonal(cov).mean().sqrt())
+        return cls(sde, dim=data.shape[1], data_std=std, data_mean=mean.float(), data_cov=cov, **kwargs)
+
+    def gaussian_score(self, x: torch.Tensor, m_t: torch.Tensor, sigma_t: torch.Tensor) -> torch.Tensor:
+        """-(m_t^2 Sigma + sigma_t^2 I)^-1 (x - m_t mu) for x (N, D), m_t and sigma_t (N, 1)."""
+        u = self.cov_eigenvectors.to(x.dtype)
+        centred = (x - m_t * self.data_mean.to(x.dtype)) @ u  # coordinates in the eigenbasis
+        return -(centred / (m_t**2 * self.cov_eigenvalues.to(x.dtype) + sigma_t**2)) @ u.T
+
+    def forward(self, x: torch.Tensor, t: Time) -> torch.Tensor:
+        """Score estimate s_theta(x, t), eq. (ch10-covariance-scorenet). x (N, dim), t float or (N,) -> (N, dim)."""
+        _check_inputs(x, t, self.dim)
+        if (torch.as_tensor(t) <= 0).any():
+            raise ValueError("t must be > 0 for CovarianceScoreNet (sigma_t = 0 at t = 0); use t >= eps = 1e-5")
+        sigma_t = _time_as_column(time_column(self.sde.marginal_std(t), x), x)  # (N, 1)
+        m_t = _time_as_column(time_column(self.sde.marginal_mean_coeff(t), x), x)
+        c_in = torch.rsqrt(m_t**2 * self.data_std**2 + sigma_t**2)
+        correction = self.mlp(torch.cat([c_in * x, self.time_features(sigma_t)], dim=1))
+        return self.gaussian_score(x, m_t, sigma_t) + (self.data_std * c_in / sigma_t) * correction
+
+
+__all__ = ["ConditionalScoreNet", "CovarianceScoreNet", "OriginalScoreNet", "ScoreNet"]

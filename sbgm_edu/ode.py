@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from sbgm_edu._checks import Time, check_tensor, check_time_grid
+from sbgm_edu._checks import Time, check_callable, check_tensor, check_time_grid
 
 VectorField = Callable[[torch.Tensor, Time], torch.Tensor]
 """f(x, t) -> dx/dt with the shape of x (N, D); t is a Python float here (the one alias of the package)."""
@@ -45,6 +45,7 @@ def _integrate(
     ts: Sequence[float] | torch.Tensor,
     return_path: bool,
 ) -> torch.Tensor:
+    check_callable(f, "f", "f(x, t)")
     check_tensor(x0, "x0")
     ts = check_time_grid(ts).tolist()
     x = x0

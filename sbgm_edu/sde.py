@@ -19,6 +19,7 @@ import torch
 
 from sbgm_edu._checks import (
     Time,
+    check_callable,
     check_float,
     check_noise_levels,
     check_positive_float,
@@ -328,6 +329,8 @@ def euler_maruyama(
     Weak order 1. Strong order 1/2 in general, but 1 here: g depends on t only
     (additive noise), where Euler–Maruyama coincides with the Milstein scheme.
     """
+    check_callable(drift, "drift", "drift(x, t)")
+    check_callable(diffusion, "diffusion", "diffusion(t)")
     check_tensor(x0, "x0")
     ts = check_time_grid(ts).tolist()
     x = x0

@@ -19,16 +19,37 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sbgm_edu import solvers
-from sbgm_edu.convergence import loglog_slope, uniform_grid
+from sbgm_edu.convergence import convergence_order, final_time_error, loglog_slope, uniform_grid
 from sbgm_edu.distances import gaussian_kl, prior_gap_kl, wasserstein2_empirical
-from sbgm_edu.likelihood import bits_per_dim, dequantize, log_prob
-from sbgm_edu.metrics import coverage, fit_pca, gaussian_frechet_distance, pairwise_rmse
+from sbgm_edu.likelihood import (
+    bits_per_dim,
+    dequantize,
+    divergence_exact,
+    divergence_hutchinson,
+    log_prob,
+    rademacher_like,
+)
+from sbgm_edu.metrics import (
+    coverage,
+    fit_pca,
+    frechet_distance,
+    gaussian_frechet_distance,
+    nearest_rmse,
+    pairwise_rmse,
+    table_text,
+)
 from sbgm_edu.ode import euler, heun
-from sbgm_edu.sampling import sample
-from sbgm_edu.scores import diffused_mixture_score, empirical_score, mixture_log_prob
-from sbgm_edu.sde import VESDE, VP_INTEGRATED_BETA_MAX, VPSDE, SubVPSDE
-from sbgm_edu.sde_orders import brownian_increments, gbm_em_errors
-from sbgm_edu.solver_study import error_vs_nfe, gaussian_pf_ode_flow, reference_problems
+from sbgm_edu.sampling import sample, sampling_grid
+from sbgm_edu.scores import diffused_mixture_score, empirical_score, mixture_log_prob, mixture_score
+from sbgm_edu.sde import VESDE, VP_INTEGRATED_BETA_MAX, VPSDE, SubVPSDE, euler_maruyama, pf_ode_drift
+from sbgm_edu.sde_orders import (
+    brownian_increments,
+    coarsen_increments,
+    euler_maruyama_driven,
+    gbm_em_errors,
+    gbm_exact,
+)
+from sbgm_edu.solver_study import CountingScore, error_vs_nfe, gaussian_pf_ode_flow, reference_problems
 from tests.oracles import gaussian_score
 
 F64 = torch.float64
@@ -155,7 +176,35 @@ CASES = [
     ("mixture_log_prob", "stds", st.floats(max_value=0.0),
      lambda v: mixture_log_prob(X, MU, torch.tensor([v], dtype=F64), torch.ones(1, dtype=F64))),
     ("empirical_score", "data", bad_matrix(), lambda v: empirical_score(VE, v)),
+    ("mixture_score", "stds", st.floats(max_value=0.0),
+     lambda v: mixture_score(X, MU, torch.tensor([v], dtype=F64), torch.ones(1, dtype=F64))),
+    ("diffused_mixture_score", "weights", st.floats(max_value=0.99),
+     lambda v: diffused_mixture_score(VE, MU, torch.ones(1, dtype=F64), torch.tensor([v], dtype=F64))),
+    # likelihood internals, sde helpers
+    ("rademacher_like", "n_probes", bad_positive_int, lambda v: rademacher_like(X, v)),
+    ("divergence_exact", "f", st.sampled_from([None, 1.0, "f"]), lambda v: divergence_exact(v, X, 0.5)),
+    ("divergence_hutchinson", "probes", bad_matrix(kinds=("1d", "nan", "inf", "int", "list")),
+     lambda v: divergence_hutchinson(SCORE, X, 0.5, v)),
+    ("euler_maruyama", "diffusion", st.sampled_from([None, 1.0, "g"]),
+     lambda v: euler_maruyama(VE.drift, v, X, TS)),
+    ("pf_ode_drift", "score_fn", st.sampled_from([None, 1.0, "s"]), lambda v: pf_ode_drift(VE, v)),
+    ("pf_ode_drift", "sde", st.sampled_from([None, 1.0, "ve"]), lambda v: pf_ode_drift(v, SCORE)),
+    ("CountingScore", "score_fn", st.sampled_from([None, 1.0, "s"]), lambda v: CountingScore(v)),
+    ("sampling_grid", "steps", bad_positive_int, lambda v: sampling_grid(v)),
+    ("frechet_distance", "features_a", bad_matrix(), lambda v: frechet_distance(v, X)),
+    ("nearest_rmse", "reference", bad_matrix(), lambda v: nearest_rmse(X, v)),
+    ("table_text", "fmt", bad_name, lambda v: table_text(["a"], [["1"]], v)),
     # ode, convergence, sde_orders
+    ("euler", "f", st.sampled_from([None, 1.0, "f"]), lambda v: euler(v, X, TS)),
+    ("final_time_error", "steps", bad_positive_int,
+     lambda v: final_time_error(euler, lambda x, t: -x, X, 0.0, 1.0, X, v)),
+    ("convergence_order", "steps_list", st.one_of(st.just([4]), st.just([3, 3]), st.just("48"), st.just([0, 4])),
+     lambda v: convergence_order(euler, lambda x, t: -x, X, 0.0, 1.0, X, v)),
+    ("coarsen_increments", "factor", bad_positive_int, lambda v: coarsen_increments(torch.zeros(4, 2), v)),
+    ("euler_maruyama_driven", "t_end", bad_positive_float,
+     lambda v: euler_maruyama_driven(lambda x, t: x, lambda x, t: x, torch.zeros(2), torch.zeros(4, 2), v)),
+    ("gbm_exact", "s", st.one_of(st.just(math.nan), st.just(math.inf), not_a_number),
+     lambda v: gbm_exact(torch.ones(2), 1.0, v, 1.0, torch.zeros(2))),
     ("euler", "ts", bad_time_grid(("short", "flat", "zigzag", "nan")), lambda v: euler(lambda x, t: -x, X, v)),
     ("heun", "x0", bad_matrix(kinds=("nan", "inf", "int", "list")), lambda v: heun(lambda x, t: -x, v, TS)),
     ("uniform_grid", "t1", st.one_of(st.just(math.nan), st.just(math.inf), not_a_number),
