@@ -38,7 +38,7 @@ from functools import lru_cache
 
 import torch
 
-from sbgm_edu._checks import check_positive_int, check_tensor
+from sbgm_edu._checks import check_choice, check_gaussians, check_nonempty, check_positive_int, check_tensor
 
 COVERAGE_K = 5
 """k of the k-nearest-neighbour radius of `coverage` (Naeem et al. 2020 use k = 5)."""
@@ -49,14 +49,17 @@ PCA_DIMS = 16
 DIVERGED_LEVEL = 2.0
 """A sample with a pixel beyond +-DIVERGED_LEVEL (the data lie in [-1, 1]) counts as diverged."""
 
+TABLE_FORMATS = ("markdown", "html")
+"""The formats of `table_text` and `reports_table`."""
+
 COPY_QUANTILE = 0.05
 """A sample counts as a copy when it is closer to a training digit than this quantile of real test digits."""
 
 
 def _as_float64(x: torch.Tensor, name: str, dim: int | None = None) -> torch.Tensor:
-    check_tensor(x, name, ndim=2)
-    if x.shape[0] < 1:
-        raise ValueError(f"{name} must hold at least one row, got shape {tuple(x.shape)}")
+    check_nonempty(check_tensor(x, name, ndim=2), name)
+    if x.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one column, got shape {tuple(x.shape)}")
     if dim is not None and x.shape[1] != dim:
         raise ValueError(f"{name} must have {dim} columns like the reference data, got shape {tuple(x.shape)}")
     return x.detach().to(torch.float64)
@@ -155,16 +158,8 @@ def gaussian_frechet_distance(
     Returns:
         A float >= 0 (squared units of the features).
     """
-    for name, m in (("mean_a", mean_a), ("mean_b", mean_b)):
-        check_tensor(m, name, ndim=1)
-    f = mean_a.shape[0]
-    if mean_b.shape != (f,):
-        raise ValueError(f"mean_b must have shape ({f},) like mean_a, got {tuple(mean_b.shape)}")
-    for name, c in (("cov_a", cov_a), ("cov_b", cov_b)):
-        check_tensor(c, name, ndim=2)
-        if c.shape != (f, f):
-            raise ValueError(f"{name} must have shape ({f}, {f}), got {tuple(c.shape)}")
-    mean_a, cov_a, mean_b, cov_b = (t.to(torch.float64) for t in (mean_a, cov_a, mean_b, cov_b))
+    names = ("mean_a", "cov_a", "mean_b", "cov_b")
+    mean_a, cov_a, mean_b, cov_b = check_gaussians(mean_a, cov_a, mean_b, cov_b, names)
     root_a = _sqrtm_psd(cov_a)
     middle = root_a @ cov_b @ root_a
     cross = torch.linalg.eigvalsh(0.5 * (middle + middle.T)).clamp_min(0.0).sqrt().sum()
@@ -315,8 +310,7 @@ def reports_table(reports: dict[str, dict[str, float]], digits: int = 3, fmt: st
     """
     if not reports:
         raise ValueError("reports must hold at least one report")
-    if fmt not in ("markdown", "html"):
-        raise ValueError(f"fmt must be 'markdown' or 'html', got {fmt!r}")
+    check_choice(fmt, "fmt", TABLE_FORMATS)
     names = list(METRIC_NAMES)
     header = ["", "RMSE → test ↓", "coverage ↑", "Fréchet (PCA) ↓", "RMSE → train", "copies", "diverged"]
     first = next(iter(reports.values()))
@@ -333,8 +327,7 @@ def table_text(header: list[str], rows: list[list[str]], fmt: str = "markdown") 
         rows: the cells, one list of strings per row (as many as header).
         fmt: "markdown" or "html".
     """
-    if fmt not in ("markdown", "html"):
-        raise ValueError(f"fmt must be 'markdown' or 'html', got {fmt!r}")
+    check_choice(fmt, "fmt", TABLE_FORMATS)
     if any(len(row) != len(header) for row in rows):
         raise ValueError(f"every row must have {len(header)} cells like the header")
     if fmt == "markdown":
