@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sbgm_edu._checks import check_choice
 from sbgm_edu.data import DIGITS_DATA_MAP
 from sbgm_edu.nets import ConditionalScoreNet, CovarianceScoreNet, OriginalScoreNet, ScoreNet
 from sbgm_edu.sde import SDE, VESDE, VPSDE, SubVPSDE, check_sde
@@ -309,8 +310,7 @@ def load_pretrained(name: str = "unconditional", map_location: str | torch.devic
         (model, sde): model(x, t) is the score estimate for x of shape (N, 64) in
         the [-1, 1] pixel space of `sbgm_edu.data.load_digits`.
     """
-    if name not in PRETRAINED:
-        raise ValueError(f"name must be one of {sorted(PRETRAINED)}, got {name!r}")
+    check_choice(name, "name", PRETRAINED)
     path = CHECKPOINT_DIR / PRETRAINED[name]
     if not path.is_file():
         raise FileNotFoundError(f"the pretrained {name!r} checkpoint is not shipped in this version: "

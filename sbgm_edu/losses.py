@@ -23,7 +23,15 @@ from collections.abc import Callable
 
 import torch
 
-from sbgm_edu._checks import check_eps, check_positive_int, check_tensor
+from sbgm_edu._checks import (
+    check_callable,
+    check_choice,
+    check_eps,
+    check_nonempty,
+    check_output_shape,
+    check_positive_int,
+    check_tensor,
+)
 from sbgm_edu.sde import SDE, ScoreFn, check_sde
 
 LossWeight = Callable[[torch.Tensor], torch.Tensor]
@@ -50,12 +58,6 @@ def proxy_loss_weight(sde: SDE) -> LossWeight:
     """
     check_sde(sde)
     return lambda t: sde.marginal_std(t) ** 4
-
-
-def _check_reduction(reduction: str) -> str:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    return reduction
 
 
 def dsm_loss_per_example(
@@ -95,9 +97,10 @@ def dsm_loss_per_example(
     sigma_t = sde.marginal_std(t).to(x0.dtype)  # (N,)
     if not (sigma_t > 0).all():
         raise ValueError("t must be > 0 (sigma_t = 0 at t = 0)")
-    weight = (sde.loss_weight(t) if loss_weight is None else loss_weight(t)).to(x0.dtype)
+    weight = sde.loss_weight(t) if loss_weight is None else check_output_shape(loss_weight(t), t.shape, "loss_weight")
+    weight = weight.to(x0.dtype)
     x_t = sde.perturb(x0, t, noise)  # step 4
-    score = score_fn(x_t, t)  # step 5
+    score = check_output_shape(score_fn(x_t, t), x0.shape, "score_fn")  # step 5
     target = -noise / sigma_t[:, None]  # grad ln p_0t(x_t | x_0)
     return 0.5 * weight * ((score - target) ** 2).mean(dim=1)  # step 6
 
@@ -105,9 +108,7 @@ def dsm_loss_per_example(
 def _check_time_sample(t: torch.Tensor, weight: torch.Tensor, n: int) -> None:
     """The output of a user's time_sampler: two finite (n,) tensors, t in (0, 1], weight >= 0."""
     for name, value in (("t", t), ("importance_weight", weight)):
-        if not isinstance(value, torch.Tensor) or value.shape != (n,):
-            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise ValueError(f"time_sampler must return (t, importance_weight) of shape ({n},) each; {name} is {got}")
+        check_output_shape(value, (n,), f"time_sampler (its {name})")
         if not torch.isfinite(value).all():
             raise ValueError(f"time_sampler returned a non-finite {name}")
     if not ((t > 0) & (t <= 1)).all():
@@ -178,9 +179,8 @@ def dsm_loss(
     check_sde(sde)
     check_tensor(x0, "x0", ndim=2)
     eps = check_eps(eps)
-    _check_reduction(reduction)
-    if x0.shape[0] == 0:
-        raise ValueError("x0 must hold at least one example, got an empty batch")
+    check_choice(reduction, "reduction", REDUCTIONS)
+    check_nonempty(x0, "x0")
     t, weight, noise = draw_time_and_noise(x0, eps, generator, time_sampler)
     losses = weight * dsm_loss_per_example(score_fn, x0, sde, t, noise, loss_weight)
     return losses.mean() if reduction == "mean" else losses
@@ -206,12 +206,9 @@ def _grid_losses(
 
 def _check_held_out(score_fn: ScoreFn, sde: SDE, x0: torch.Tensor, steps: int, eps: float, min_steps: int) -> float:
     check_sde(sde)
-    check_tensor(x0, "x0", ndim=2)
-    if x0.shape[0] == 0:
-        raise ValueError("x0 must hold at least one example, got an empty batch")
+    check_nonempty(check_tensor(x0, "x0", ndim=2), "x0")
     check_positive_int(steps, "steps", minimum=min_steps)
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable as score_fn(x, t), got {type(score_fn).__name__}")
+    check_callable(score_fn, "score_fn", "score_fn(x, t)")
     return check_eps(eps)
 
 
@@ -296,7 +293,7 @@ def log_prob_proxy(
         The proxy (lower is better in the original's training loop).
     """
     eps = _check_held_out(score_fn, sde, x0, steps, eps, min_steps=2)
-    _check_reduction(reduction)
+    check_choice(reduction, "reduction", REDUCTIONS)
     weight = proxy_loss_weight(sde) if loss_weight is None else loss_weight
     ts = torch.linspace(eps, 1.0, steps, dtype=torch.float64)
     proxy = _grid_losses(score_fn, sde, x0, ts, generator, weight).sum(dim=0)

@@ -21,7 +21,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from sbgm_edu._checks import Time, check_eps, check_positive_int, check_score_fn, check_tensor, check_time
+from sbgm_edu._checks import (
+    Time,
+    check_eps,
+    check_output_shape,
+    check_positive_int,
+    check_score_fn,
+    check_tensor,
+    check_time,
+)
 from sbgm_edu.data import pixels_to_unit_interval, unit_interval_to_pixels
 from sbgm_edu.sde import SDE, ScoreFn, check_sde
 
@@ -148,7 +156,8 @@ def original_loss(
     if not (sigma_t > 0).all():
         raise ValueError("t must be > 0 (sigma_t = 0 at t = 0)")
     x_t = sde.perturb(x0, t, noise)  # sample_p_t: x_0 + sigma_t x_1
-    x_pred = sigma_t * model(x_t, t)  # -sigma_t snet(x_t + t_embd) = sigma_t s_theta
+    score = check_output_shape(model(x_t, t), x0.shape, "model")
+    x_pred = sigma_t * score  # -sigma_t snet(x_t + t_embd) = sigma_t s_theta
     lambda_t = sigma_t**2  # (N, 1)
     sm_loss = 0.5 * lambda_t * torch.pow(x_pred + noise, 2).mean(-1)  # (N, 1) * (N,) -> (N, N)
     return sm_loss.mean()

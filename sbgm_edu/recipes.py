@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from sbgm_edu import solvers
-from sbgm_edu._checks import check_positive_int
+from sbgm_edu._checks import check_choice, check_positive_int
 from sbgm_edu.data import DIGITS_DATA_MAP, load_digits
 from sbgm_edu.losses import proxy_loss_weight
 from sbgm_edu.metrics import DIVERGED_LEVEL, quality_report
@@ -90,11 +90,8 @@ class Recipe:
 
     def __post_init__(self) -> None:
         for name, table in (("net", NETS), ("data_map", DATA_MAPS), ("loss", LOSSES)):
-            if getattr(self, name) not in table:
-                raise ValueError(f"{name} must be one of {sorted(table)}, got {getattr(self, name)!r}")
-        samplers = ["original", *solvers.SOLVERS]
-        if self.sampler not in samplers:
-            raise ValueError(f"sampler must be one of {samplers}, got {self.sampler!r}")
+            check_choice(getattr(self, name), name, table)
+        check_choice(self.sampler, "sampler", ["original", *solvers.REGISTRY])
         VESDE(self.sigma)  # checks sigma
         for name in ("hidden", "depth", "fourier_features", "epochs", "batch_size", "patience"):
             check_positive_int(getattr(self, name), name)

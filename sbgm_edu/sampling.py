@@ -19,17 +19,10 @@ from __future__ import annotations
 import torch
 
 from sbgm_edu import solvers
-from sbgm_edu._checks import check_choice, check_positive_int, check_score_fn
+from sbgm_edu._checks import check_choice, check_positive_int
 from sbgm_edu.original import original_sample  # noqa: F401  (its home is sbgm_edu.original)
 from sbgm_edu.plotting import tile_digits  # noqa: F401  (moved to plotting; kept importable here)
-from sbgm_edu.sde import SDE, ScoreFn, check_sde
-
-
-def _check_common(score_fn: ScoreFn, sde: SDE, n: int, dim: int) -> None:
-    check_score_fn(score_fn)
-    check_sde(sde)
-    check_positive_int(n, "n")
-    check_positive_int(dim, "dim")
+from sbgm_edu.sde import SDE, ScoreFn
 
 
 def sampling_grid(steps: int, eps: float = 1e-5) -> torch.Tensor:

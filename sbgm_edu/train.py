@@ -27,7 +27,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from sbgm_edu._checks import check_eps, check_positive_int, check_tensor
+from sbgm_edu._checks import (
+    check_choice,
+    check_eps,
+    check_float,
+    check_nonempty,
+    check_positive_float,
+    check_positive_int,
+    check_tensor,
+)
 from sbgm_edu.checkpoints import (
     PRETRAINED_PATH,
     CheckpointError,
@@ -76,9 +84,7 @@ class EMA:
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not (0.0 < decay < 1.0):
-            raise ValueError(f"ema_decay must be a float in (0, 1), got {decay!r}")
-        self.decay = float(decay)
+        self.decay = check_float(decay, "ema_decay", 0.0, 1.0, low_open=True, high_open=True)
         self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
         self.updates = 0
 
@@ -122,9 +128,7 @@ def drop_labels(
 
 
 def _check_data(data: torch.Tensor, name: str, dim: int | None) -> torch.Tensor:
-    check_tensor(data, name, ndim=2)
-    if data.shape[0] == 0:
-        raise ValueError(f"{name} must hold at least one example, got shape {tuple(data.shape)}")
+    check_nonempty(check_tensor(data, name, ndim=2), name)
     if dim is not None and data.shape[1] != dim:
         raise ValueError(f"{name} must have shape (N, {dim}) to match the model, got {tuple(data.shape)}")
     return data
@@ -140,8 +144,7 @@ def _check_label_tensor(labels: torch.Tensor, name: str, n: int) -> None:
 
 
 def _check_conditioning(model: nn.Module, labels, val_labels, label_dropout: float, n_train: int, n_val: int) -> None:
-    if isinstance(label_dropout, bool) or not isinstance(label_dropout, (int, float)) or not 0 <= label_dropout <= 1:
-        raise ValueError(f"label_dropout must be a float in [0, 1], got {label_dropout!r}")
+    check_float(label_dropout, "label_dropout", 0.0, 1.0)
     if labels is None:
         if label_dropout > 0 or val_labels is not None:
             raise ValueError("label_dropout > 0 and val_labels need labels (the training labels)")
@@ -158,19 +161,14 @@ def _check_numbers(epochs, batch_size, patience, val_steps, val_repeats, val_eve
                         (val_steps, "val_steps"), (val_repeats, "val_repeats"), (val_every, "val_every")):
         check_positive_int(value, name)
     check_positive_int(seed, "seed", minimum=0)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite float > 0, got {lr!r}")
-    if max_seconds is not None and not (
-        isinstance(max_seconds, (int, float)) and not isinstance(max_seconds, bool) and max_seconds > 0
-    ):
-        raise ValueError(f"max_seconds must be a number > 0 or None, got {max_seconds!r}")
+    check_positive_float(lr, "lr")
+    if max_seconds is not None:
+        check_positive_float(max_seconds, "max_seconds")
 
 
 def _check_objective(optimizer: str, lr_schedule: str, loss, time_sampler, labels) -> None:
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-    if lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    check_choice(optimizer, "optimizer", OPTIMIZERS)
+    check_choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
     for value, name in ((loss, "loss"), (time_sampler, "time_sampler")):
         if value is not None and not callable(value):
             raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")

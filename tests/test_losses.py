@@ -156,3 +156,16 @@ def test_time_sampler_output_is_checked():
     for message, sampler in bad.items():
         with pytest.raises(ValueError, match=message):
             dsm_loss(fn, x0, sde, time_sampler=sampler)
+
+
+def test_score_or_weight_of_the_wrong_shape_is_an_error_not_a_broadcast():
+    # Before the fix a score of shape (N, 1) broadcast against the (N, D) target and gave a plausible number.
+    sde, x0 = VESDE(25.0), torch.zeros(6, 3)
+    with pytest.raises(ValueError, match="score_fn must return a tensor of shape \\(6, 3\\)"):
+        dsm_loss(lambda x, t: -x[:, :1], x0, sde)
+    with pytest.raises(ValueError, match="loss_weight must return a tensor of shape \\(6,\\)"):
+        dsm_loss(lambda x, t: -x, x0, sde, loss_weight=lambda t: t[:, None])
+    with pytest.raises(ValueError, match="x0 must hold at least 1 row"):
+        dsm_loss(lambda x, t: -x, torch.zeros(0, 3), sde)
+    with pytest.raises(ValueError, match="x0 must hold at least 1 row"):
+        validation_loss(lambda x, t: -x, sde, torch.zeros(0, 3))

@@ -154,7 +154,7 @@ def test_label_arguments_are_checked():
         train(net, sde, x_train, x_val, labels=labels[:5], progress=False)
     with pytest.raises(TypeError, match="labels must be an int64"):
         train(net, sde, x_train, x_val, labels=labels.float(), progress=False)
-    with pytest.raises(ValueError, match="label_dropout must be a float in"):
+    with pytest.raises(ValueError, match="label_dropout must be a finite float in"):
         train(net, sde, x_train, x_val, labels=labels, label_dropout=1.5, progress=False)
     with pytest.raises(ValueError, match="need labels"):
         train(net, sde, x_train, x_val, label_dropout=0.5, progress=False)
