@@ -69,6 +69,8 @@ def gaussian_pf_ode_flow(
 COMPARED_METHODS: list[tuple[str, str]] = [
     ("euler", "uniform"), ("euler", "edm"), ("heun", "uniform"), ("euler_sigma", "uniform"), ("euler_sigma", "edm"),
     ("heun_edm", "edm"), ("dpm_solver_2m", "edm"), ("dpm_solver_2m", "logsnr"),
+    ("heun_edm", "karras"), ("dpm_solver_3m", "logsnr"), ("unipc", "logsnr"), ("dpm_solver_3m", "fitted"),
+    ("unipc", "fitted"),
 ]
 """The (solver, grid) pairs that chapter 9 and the benchmarks compare."""
 

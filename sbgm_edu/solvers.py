@@ -106,7 +106,7 @@ def logsnr_time_grid(sde: SDE, steps: int, eps: float = 1e-5) -> torch.Tensor:
     """Times with ln sigma~ uniformly spaced from ln sigma~_1 to ln sigma~_eps, eq. (ch9-logsnr-grid).
 
     The "time-uniform log-SNR" grid of Lu et al. 2022 (DPM-Solver, section 3.3 / Appendix), the
-    natural grid of solvers in lambda = -ln sigma~; it is the limit rho -> infinity of
+    natural grid of solvers in kappa = -ln sigma~; it is the limit rho -> infinity of
     `edm_time_grid`. Strictly decreasing float64, shape (steps + 1,), endpoints exactly 1 and eps.
     """
     check_sde(sde)
@@ -115,6 +115,66 @@ def logsnr_time_grid(sde: SDE, steps: int, eps: float = 1e-5) -> torch.Tensor:
     log_max, log_min = (math.log(sde.noise_level(t).item()) for t in (1.0, eps))
     sigmas = torch.exp(torch.linspace(log_max, log_min, steps + 1, dtype=torch.float64))
     return _times_of_noise_levels(sde, sigmas, eps)
+
+
+def with_denoising_step(ts: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """Append t = 0 to a decreasing grid ending at t > 0: the final denoising step (eq. (ch9-denoise-step)).
+
+    On the step to t = 0 (sigma~ = 0) the solvers of this module return the data prediction
+    D(x, t_last), Karras et al. 2022's last step (Algorithm 1: an Euler step to sigma = 0 is exactly D):
+    one more score evaluation. Returns float64 of shape (len(ts) + 1,).
+    """
+    ts = check_time_grid(ts)
+    if not (ts[-1] < ts[0]) or ts[-1] <= 0:
+        raise ValueError("ts must be decreasing and end at a time > 0 before a denoising step is appended")
+    return torch.cat([ts, ts.new_zeros(1)])
+
+
+def karras_time_grid(sde: SDE, steps: int, eps: float = 1e-5, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. 2022's schedule (their eq. 5) with sigma_N = 0: `steps` steps, the last one the denoising step.
+
+    The EDM grid (`edm_time_grid`) with steps - 1 steps from t = 1 to eps, then t = 0
+    (`with_denoising_step`). `steps` >= 2. Shape (steps + 1,), float64.
+    """
+    check_positive_int(steps, "steps", minimum=2)
+    return with_denoising_step(edm_time_grid(sde, steps - 1, eps, rho))
+
+
+FITTED_SIGMA_LAST: float = 0.0838
+"""The last positive noise level of `fitted_time_grid`, fitted by scripts/fit_time_grid.py at NFE 10 on
+random 2-D Gaussian mixtures under VESDE(25) (data scale about 1; not on chapter 9's own problems)."""
+
+
+def fitted_time_grid(sde: SDE, steps: int, eps: float = 1e-5, sigma_last: float = FITTED_SIGMA_LAST) -> torch.Tensor:
+    """steps - 1 steps uniform in kappa = -ln sigma~ from sigma~_1 to sigma_last, then the denoising step.
+
+    See eq. (ch9-fitted-grid).
+
+    Ending the ODE early and jumping to t = 0 with D (`with_denoising_step`) spends the steps where
+    D changes; the jump itself is off by a bias of order sigma_last^2 / s^2 for data of scale s, and the
+    default sigma_last (`FITTED_SIGMA_LAST`) balances the two on random 2-D mixtures of scale about 1
+    (scripts/fit_time_grid.py). sigma_last is in the units of the data: rescale it for other data.
+
+    Args:
+        steps: total number of steps (>= 2), the denoising step included.
+        eps: the smallest time of the book's other grids; sigma_last must lie above its noise level.
+        sigma_last: the last positive noise level, sigma~_eps < sigma_last < sigma~_1.
+    Returns:
+        float64 of shape (steps + 1,), from 1 to 0.
+    """
+    check_sde(sde)
+    check_positive_int(steps, "steps", minimum=2)
+    eps = check_eps(eps)
+    log_max, log_min = (math.log(sde.noise_level(t).item()) for t in (1.0, eps))
+    if isinstance(sigma_last, bool) or not isinstance(sigma_last, (int, float)) or not (
+        log_min < math.log(sigma_last) < log_max if sigma_last > 0 else False
+    ):
+        bounds = f"({math.exp(log_min):.3g}, {math.exp(log_max):.3g})"
+        raise ValueError(f"sigma_last must lie in {bounds}, got {sigma_last!r}")
+    levels = torch.exp(torch.linspace(log_max, math.log(sigma_last), steps, dtype=torch.float64))
+    ts = time_of_noise_level(sde, levels)
+    ts[0] = 1.0
+    return with_denoising_step(ts)
 
 
 def _uniform_grid_of(sde: SDE, steps: int, eps: float) -> torch.Tensor:
@@ -127,6 +187,8 @@ TIME_GRIDS: dict[str, Callable[[SDE, int, float], torch.Tensor]] = {
     "uniform": _uniform_grid_of,
     "edm": edm_time_grid,
     "logsnr": logsnr_time_grid,
+    "karras": karras_time_grid,
+    "fitted": fitted_time_grid,
 }
 """Time grids by name; each is grid(sde, steps, eps) -> decreasing float64 times from 1 to eps."""
 
@@ -218,8 +280,9 @@ def heun_edm(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: boo
 
     Karras et al. skip the correction on the last step when it reaches sigma~ = 0 (a grid
     ending at t = 0), where it would divide by 0: that last step is Euler, 1 evaluation.
-    Our grids end at t = eps > 0, so the correction is always applied (2 score evaluations
-    per step). No stochastic churn (S_churn = 0).
+    On grids ending at t = eps > 0 the correction is always applied (2 score evaluations per
+    step); the grid "karras" (`karras_time_grid`) ends at t = 0 as Karras et al.'s does.
+    No stochastic churn (S_churn = 0, which is their Algorithm 2).
     """
     score_fn, ts = _noise_level_solver_inputs(score_fn, sde, x1, ts)
 
@@ -244,15 +307,15 @@ def heun_edm(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: boo
 
 
 def dpm_solver_2m(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False) -> torch.Tensor:
-    """DPM-Solver++(2M): a second-order multistep method in lambda = -ln sigma~ (Lu et al. 2022b, Algorithm 2).
+    """DPM-Solver++(2M): a second-order multistep method in kappa = -ln sigma~ (Lu et al. 2022b, Algorithm 2).
 
     One score evaluation per step, like `euler_sigma`, but it reuses the previous data
-    prediction to extrapolate D linearly in lambda (h_i = lambda_{i+1} - lambda_i, r = h_{i-1}/h_i):
+    prediction to extrapolate D linearly in kappa (h_i = kappa_{i+1} - kappa_i, r = h_{i-1}/h_i):
 
         D^ = (1 + 1/(2r)) D_i - 1/(2r) D_{i-1};   x~_{i+1} = D^ + (sigma~_{i+1}/sigma~_i)(x~_i - D^).
 
     The first step has no previous D and is the `euler_sigma` (DDIM) step; so is a last step to
-    sigma~ = 0 (lambda = infinity, where the extrapolation has no meaning): Karras et al.'s rule,
+    sigma~ = 0 (kappa = infinity, where the extrapolation has no meaning): Karras et al.'s rule,
     it lands on D_i. Source: the reference code `dpm_solver_pytorch.py` (LuChengTHU/dpm-solver,
     `multistep_dpm_solver_second_update`, "dpmsolver++", solver_type "dpmsolver").
     """
@@ -264,12 +327,12 @@ def dpm_solver_2m(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path
         m, m_next = sde.marginal_mean_coeff(t).item(), sde.marginal_mean_coeff(t_next).item()
         s, s_next = sde.noise_level(t).item(), sde.noise_level(t_next).item()
         d = data_prediction(score_fn, sde, x, t)
-        h = math.log(s / s_next) if s_next > 0 else math.inf  # lambda_{i+1} - lambda_i > 0
+        h = math.log(s / s_next) if s_next > 0 else math.inf  # kappa_{i+1} - kappa_i > 0
         if d_prev is None or math.isinf(h):
             d_hat = d  # first step, or the last step to sigma~ = 0: DDIM
         else:
             r = h_prev / h
-            d_hat = (1 + 0.5 / r) * d - (0.5 / r) * d_prev  # linear extrapolation of D in lambda
+            d_hat = (1 + 0.5 / r) * d - (0.5 / r) * d_prev  # linear extrapolation of D in kappa
         x = m_next * (d_hat + (s_next / s) * (x / m - d_hat))
         d_prev, h_prev = d, h
         if return_path:
@@ -278,6 +341,192 @@ def dpm_solver_2m(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path
 
 
 # ---------------------------------------------------------------------------
+# third-order multistep solvers in kappa = -ln sigma~ (DPM-Solver++(3M), UniPC)
+# and the final denoising step. Every step from ell_i to ell_{i+1} = ell_i + h
+# integrates the exact exponential-integrator identity (eq. (ch9-exp-integrator))
+#     x~_{i+1} = e^{-h} x~_i + int_0^h e^{-(h-u)} D(ell_i + u) du
+# with D replaced by a polynomial in kappa through the latest data predictions.
+# A grid that ends at t = 0 (sigma~ = 0, `with_denoising_step`) makes the last
+# step x = D: Karras et al.'s rule for the last step, one evaluation.
+# ---------------------------------------------------------------------------
+
+
+def exponential_integrator_weights(h: float) -> tuple[float, float, float]:
+    """The weights of 1, u and u^2/2 in int_0^h e^{-(h-u)} P(u) du, for h > 0 (eq. (ch9-exp-integrator)).
+
+        w0 = 1 - e^{-h},   w1 = h - 1 + e^{-h},   w2 = h^2/2 - h + 1 - e^{-h},
+
+    computed with expm1 (they are O(h), O(h^2), O(h^3) for small h). The reference code
+    (LuChengTHU/dpm-solver) writes them as -phi_1, h phi_2 and -h^2 phi_3.
+    """
+    em1 = math.expm1(-h)  # e^{-h} - 1
+    w0 = -em1
+    w1 = h + em1
+    w2 = h * h / 2 - h - em1
+    return w0, w1, w2
+
+
+def _derivative_estimates(kappas: list[float], ds: list[torch.Tensor], order: int) -> list[torch.Tensor]:
+    """[D, D', D''] at kappas[-1] from the last `order` data predictions (divided differences in kappa).
+
+    order 1: [D]; order 2: D' = (D_i - D_{i-1}) / h_{i-1}; order 3: the derivatives of the
+    quadratic through the last three points (D'' = 2 x second divided difference).
+    """
+    d0 = ds[-1]
+    if order == 1:
+        return [d0]
+    h0 = kappas[-1] - kappas[-2]
+    slope0 = (ds[-1] - ds[-2]) / h0
+    if order == 2:
+        return [d0, slope0]
+    h1 = kappas[-2] - kappas[-3]
+    slope1 = (ds[-2] - ds[-3]) / h1
+    second = 2.0 * (slope0 - slope1) / (h0 + h1)  # D''
+    return [d0, slope0 + 0.5 * h0 * second, second]  # D' at kappas[-1] = slope0 + h0 D''/2
+
+
+def _steps_to_positive_noise(sde: SDE, ts: list[float]) -> int:
+    """The number of steps of the grid that end at sigma~ > 0 (all but a final step to sigma~ = 0)."""
+    return len(ts) - 1 - (sde.noise_level(ts[-1]).item() == 0.0)
+
+
+def dpm_solver_3m(
+    score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False, lower_order_final: bool = True
+) -> torch.Tensor:
+    """DPM-Solver++(3M): third-order multistep exponential integrator in kappa = -ln sigma~ (eq. (ch9-multistep)).
+
+    Lu et al. 2022b (Appendix, "multistep DPM-Solver++"). One score evaluation per step: D_i is
+    evaluated at (x_i, t_i), then D is extrapolated in kappa by the polynomial through the last
+    k <= 3 predictions and integrated exactly (`exponential_integrator_weights`):
+
+        x~_{i+1} = e^{-h} x~_i + w0 D_i + w1 D'_i + w2 D''_i,      h = ell_{i+1} - ell_i.
+
+    k = 1, 2, 3 on the first three steps (the first step is DDIM). `lower_order_final` (the
+    reference code's option) also lowers k on the last two steps (k <= steps - i): at low NFE
+    the extrapolation to a long last step is the least reliable one. A step to sigma~ = 0
+    (`with_denoising_step`) returns D_i. Note: the reference code's third-order term
+    (LuChengTHU/dpm-solver `multistep_dpm_solver_third_update`) uses half of D'' (its D2 is
+    h^2 D''/2 where its weight needs h^2 D''): transcribed exactly its local error is O(h^3),
+    not O(h^4) (book chapter 9 measures it). This function uses the full D''.
+
+    Args/returns as every solver: x1 (N, D) at ts[0]; returns (N, D) at ts[-1], or the path.
+    """
+    return _multistep(score_fn, sde, x1, ts, return_path, max_order=3, lower_order_final=lower_order_final)
+
+
+def _multistep(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool, max_order: int,
+               lower_order_final: bool) -> torch.Tensor:
+    """The loop shared by the exponential-integrator multistep solvers (see `dpm_solver_3m`)."""
+    score_fn, ts = _noise_level_solver_inputs(score_fn, sde, x1, ts)
+    steps = _steps_to_positive_noise(sde, ts)
+    x, path, kappas, ds = x1, [x1], [], []
+    for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
+        m, m_next = sde.marginal_mean_coeff(t).item(), sde.marginal_mean_coeff(t_next).item()
+        s, s_next = sde.noise_level(t).item(), sde.noise_level(t_next).item()
+        ds.append(data_prediction(score_fn, sde, x, t))
+        kappas.append(-math.log(s))
+        if s_next == 0.0:  # the last step to sigma~ = 0: x = D (Karras et al.'s last step)
+            x = m_next * ds[-1]
+        else:
+            h = math.log(s / s_next)
+            k = min(max_order, len(ds), steps - i if lower_order_final else max_order)
+            terms = _derivative_estimates(kappas, ds, k)
+            x_scaled = math.exp(-h) * (x / m) + sum(w * d for w, d in zip(exponential_integrator_weights(h), terms))
+            x = m_next * x_scaled
+        if return_path:
+            path.append(x)
+    return torch.stack(path) if return_path else x
+
+
+def _unipc_coefficients(rks: list[float], h: float, variant: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """UniPC's linear system (Zhao et al. 2023, Algorithm 1 / eq. 10 with B(h)): R (p, p), b (p,), B(h).
+
+    R[k, j] = r_j^k, b[k] = k! phi_{k+2}(-h)-type integrals / B(h), as in the reference code
+    (wl-zhao/UniPC, `multistep_uni_pc_bh_update`, data prediction): with hh = -h,
+    h phi_1 = e^{hh} - 1, h_phi_k starts at h phi_1 / hh - 1 and recurses h_phi_k / hh - 1/(k+1)!.
+    B(h) = hh ("bh1") or e^{hh} - 1 ("bh2").
+    """
+    hh = -h
+    h_phi_1 = math.expm1(hh)
+    big_b = hh if variant == "bh1" else h_phi_1
+    h_phi_k, factorial, rows, b = h_phi_1 / hh - 1.0, 1.0, [], []
+    for k in range(1, len(rks) + 1):
+        rows.append([r ** (k - 1) for r in rks])
+        b.append(h_phi_k * factorial / big_b)
+        factorial *= k + 1
+        h_phi_k = h_phi_k / hh - 1.0 / factorial
+    return torch.tensor(rows, dtype=torch.float64), torch.tensor(b, dtype=torch.float64), big_b
+
+
+def unipc(
+    score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False, order: int = 3,
+    variant: str = "bh2", lower_order_final: bool = True,
+) -> torch.Tensor:
+    """UniPC: multistep predictor (UniP) and corrector (UniC) in kappa = -ln sigma~ (Zhao et al. 2023).
+
+    One score evaluation per step, like DPM-Solver++(3M). Step i predicts x~_{i+1} with the
+    last p data predictions (UniP-p), evaluates D_{i+1} at the PREDICTED point, and uses it to
+    correct x~_{i+1} (UniC-p, order p + 1) before moving on; D_{i+1} is reused by the next
+    predictor, so the corrector is free. The last step is not corrected (that would cost one more
+    evaluation). With D_k = D at ell_k, r_k = (ell_{i-k} - ell_i)/h and hh = -h:
+
+        x~' = e^{-h} x~_i + (1 - e^{-h}) D_i - B(h) sum_k a_k (D_{i-k} - D_i)/r_k          (UniP)
+        x~_{i+1} = x~' - B(h) [sum_k c_k (D_{i-k} - D_i)/r_k + c_p (D_{i+1} - D_i)]   with x~' the
+        first-order part only,                                                           (UniC)
+
+    a = R[:-1,:-1]^{-1} b[:-1] and c = R^{-1} b (`_unipc_coefficients`); p = 2 uses a = 1/2 and
+    p = 1 uses c = 1/2, as the reference code. p = min(order, steps taken), lowered on the last
+    steps if `lower_order_final`. A step to sigma~ = 0 returns the latest D.
+
+    Args:
+        order: 1, 2 or 3 (the predictor's order); variant: "bh1" (B(h) = h) or "bh2" (B(h) = e^h - 1).
+    """
+    if order not in (1, 2, 3):
+        raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
+    if variant not in ("bh1", "bh2"):
+        raise ValueError(f"variant must be 'bh1' or 'bh2', got {variant!r}")
+    score_fn, ts = _noise_level_solver_inputs(score_fn, sde, x1, ts)
+    steps = _steps_to_positive_noise(sde, ts)
+    x = x1 / sde.marginal_mean_coeff(ts[0]).item()
+    ds, kappas = [data_prediction(score_fn, sde, x1, ts[0])], [-math.log(sde.noise_level(ts[0]).item())]
+    path = [x1]
+    for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
+        s, s_next = sde.noise_level(t).item(), sde.noise_level(t_next).item()
+        if s_next == 0.0:  # the step to sigma~ = 0: x = D at the (uncorrected) last point
+            x = data_prediction(score_fn, sde, sde.marginal_mean_coeff(t).item() * x, t)
+        else:
+            p = min(order, len(ds), steps - i if lower_order_final else order)
+            x = _unipc_step(score_fn, sde, x, t_next, math.log(s / s_next), ds, kappas, p, variant,
+                            correct=i < steps - 1)
+        if return_path:
+            path.append(sde.marginal_mean_coeff(t_next).item() * x)
+    x = sde.marginal_mean_coeff(ts[-1]).item() * x
+    return torch.stack(path) if return_path else x
+
+
+def _unipc_step(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, t_next: float, h: float, ds: list[torch.Tensor],
+                kappas: list[float], p: int, variant: str, correct: bool) -> torch.Tensor:
+    """One UniPC step from x~_i (scaled) to t_next; appends D_{i+1} to `ds` when it corrects."""
+    rks = [(kappas[-1 - k] - kappas[-1]) / h for k in range(1, p)] + [1.0]
+    diffs = [(ds[-1 - k] - ds[-1]) / rks[k - 1] for k in range(1, p)]
+    big_r, b, big_b = _unipc_coefficients(rks, h, variant)
+    x_first = math.exp(-h) * x - math.expm1(-h) * ds[-1]  # the DDIM step
+    if diffs:
+        a = [0.5] if p == 2 else torch.linalg.solve(big_r[:-1, :-1], b[:-1]).tolist()
+        x_pred = x_first - big_b * sum(ak * dk for ak, dk in zip(a, diffs))
+    else:
+        x_pred = x_first
+    if not correct:
+        return x_pred
+    m_next = sde.marginal_mean_coeff(t_next).item()
+    d_next = data_prediction(score_fn, sde, m_next * x_pred, t_next)
+    c = [0.5] if p == 1 else torch.linalg.solve(big_r, b).tolist()
+    correction = sum(ck * dk for ck, dk in zip(c[:-1], diffs)) + c[-1] * (d_next - ds[-1])
+    ds.append(d_next)
+    kappas.append(kappas[-1] + h)
+    return x_first - big_b * correction
+
+
 # the registry: add a solver = write its function above + ONE entry here
 # ---------------------------------------------------------------------------
 
@@ -305,6 +554,8 @@ REGISTRY: dict[str, SolverSpec] = {
     "ddim": SolverSpec(euler_sigma, 1, "Euler in $\\sigma$ (DDIM)", 1),
     "heun_edm": SolverSpec(heun_edm, 2, "Heun in $\\sigma$ (EDM)", 2),
     "dpm_solver_2m": SolverSpec(dpm_solver_2m, 1, "DPM-Solver++(2M)", 2),
+    "dpm_solver_3m": SolverSpec(dpm_solver_3m, 1, "DPM-Solver++(3M)", 3),
+    "unipc": SolverSpec(unipc, 1, "UniPC", 3),
 }
 """Every solver by name. "ddim" is another name for "euler_sigma" (the same function)."""
 
@@ -389,15 +640,22 @@ __all__ = [
     "data_prediction",
     "distinct_solvers",
     "dpm_solver_2m",
+    "dpm_solver_3m",
     "edm_time_grid",
     "euler_sigma",
     "euler_t",
+    "FITTED_SIGMA_LAST",
+    "exponential_integrator_weights",
+    "fitted_time_grid",
     "heun_edm",
     "heun_t",
+    "karras_time_grid",
     "logsnr_time_grid",
     "noise_level",
     "solve",
     "time_grid",
     "time_of_noise_level",
     "uniform_time_grid",
+    "unipc",
+    "with_denoising_step",
 ]

@@ -3,6 +3,7 @@
 import json
 
 from benchmarks.run import main
+from sbgm_edu.solver_study import COMPARED_METHODS
 
 
 def test_fast_benchmark_writes_results_and_markdown(tmp_path):
@@ -13,7 +14,7 @@ def test_fast_benchmark_writes_results_and_markdown(tmp_path):
     assert set(saved["training"]["recipes"]) == {"original", "book"}
     for row in saved["sampling"].values():
         assert row["repeats"] == 1 and row["median_s"] > 0 and row["nfe"] >= 20
-    assert len(saved["solver_error"]["rows"]) == 16  # 2 problems x 8 (solver, grid) pairs
+    assert len(saved["solver_error"]["rows"]) == 2 * len(COMPARED_METHODS)  # 2 problems x each (solver, grid) pair
     markdown = out.with_suffix(".md").read_text()
-    assert "| training time (s) |" in markdown and "dpm_solver_2m" in markdown
+    assert "| training time (s) |" in markdown and "dpm_solver_2m" in markdown and "unipc" in markdown
     assert results["total_seconds"] > 0
