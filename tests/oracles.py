@@ -63,3 +63,10 @@ def gaussian_pf_ode_log_prob(sde, mu: torch.Tensor, s: float, x: torch.Tensor, e
     x_1 = gaussian_flow(sde, mu, s, x, eps, 1.0)
     prior = gaussian_log_density(x_1, torch.zeros_like(mean_1), sde.prior_std() ** 2)
     return gaussian_log_density(x, mean_eps, var_eps) - gaussian_log_density(x_1, mean_1, var_1) + prior
+
+
+def gaussian_problem(sde, s: float = 0.5, n: int = 8, seed: int = 0):
+    """Chapter 9's Gaussian test problem: (mu, s, exact score, n prior draws x1), float64, mu = (0.5, -1)."""
+    mu = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
+    x1 = sde.prior_std() * torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return mu, s, gaussian_score(sde, mu, s), x1
