@@ -8,10 +8,8 @@ evaluating the drift at the START of each step:
     x_{t - Delta} = x_t + Delta * 1/2 sigma^{2t} s_theta(x_t, t)      (VE SDE, f = 0).
 
 `sample` dispatches every solver name through the registry `sbgm_edu.solvers.REGISTRY`; it
-contains no solver of its own. `original_sample` is the one and only reproduction of the sampler of
-the original notebook (Tomczak, `intro_dgm/sbgms/sbgm_example.ipynb`), kept for chapter 8
-("Why the first attempt fails"), with its differences spelled out. `tile_digits` now lives in
-`sbgm_edu.plotting` and is re-exported here.
+contains no solver of its own. The sampler of the original notebook, `original_sample`, lives in
+`sbgm_edu.original` and `tile_digits` in `sbgm_edu.plotting`; both are re-exported here.
 """
 
 from __future__ import annotations

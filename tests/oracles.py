@@ -27,11 +27,13 @@ def gaussian_marginal(sde, mu: torch.Tensor, s: float, t: float) -> tuple[torch.
 
 
 def gaussian_score(sde, mu: torch.Tensor, s: float):
-    """score_fn(x, t) = -(x - m_t mu) / v_t for data N(mu, s^2 I); t a float, x (N, D)."""
+    """score_fn(x, t) = -(x - m_t mu) / v_t for data N(mu, s^2 I); x (N, D), t a float or one time per row (N,)."""
 
-    def score(x: torch.Tensor, t: float) -> torch.Tensor:
-        mean, var = gaussian_marginal(sde, mu.to(x.dtype), s, t)
-        return -(x - mean) / var
+    def score(x: torch.Tensor, t) -> torch.Tensor:
+        m, std = sde.marginal_mean_coeff(t).to(x.dtype), sde.marginal_std(t).to(x.dtype)
+        if m.ndim == 1:  # one time per row
+            m, std = m[:, None], std[:, None]
+        return -(x - m * mu.to(x.dtype)) / (m**2 * s**2 + std**2)
 
     return score
 
@@ -61,3 +63,10 @@ def gaussian_pf_ode_log_prob(sde, mu: torch.Tensor, s: float, x: torch.Tensor, e
     x_1 = gaussian_flow(sde, mu, s, x, eps, 1.0)
     prior = gaussian_log_density(x_1, torch.zeros_like(mean_1), sde.prior_std() ** 2)
     return gaussian_log_density(x, mean_eps, var_eps) - gaussian_log_density(x_1, mean_1, var_1) + prior
+
+
+def gaussian_problem(sde, s: float = 0.5, n: int = 8, seed: int = 0):
+    """Chapter 9's Gaussian test problem: (mu, s, exact score, n prior draws x1), float64, mu = (0.5, -1)."""
+    mu = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
+    x1 = sde.prior_std() * torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return mu, s, gaussian_score(sde, mu, s), x1

@@ -18,17 +18,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sbgm_edu import solvers
+from sbgm_edu import likelihood, solvers
 from sbgm_edu.convergence import convergence_order, final_time_error, loglog_slope, uniform_grid
 from sbgm_edu.distances import gaussian_kl, prior_gap_kl, wasserstein2_empirical
-from sbgm_edu.likelihood import (
-    bits_per_dim,
-    dequantize,
-    divergence_exact,
-    divergence_hutchinson,
-    log_prob,
-    rademacher_like,
-)
 from sbgm_edu.metrics import (
     coverage,
     fit_pca,
@@ -155,13 +147,14 @@ CASES = [
     ("sample", "dtype", st.sampled_from([torch.int64, torch.bool, "float32", 32]),
      lambda v: sample(SCORE, VE, 2, 2, 2, dtype=v)),
     # likelihood
-    ("log_prob", "steps", bad_positive_int, lambda v: log_prob(SCORE, VE, X, v)),
-    ("log_prob", "eps", bad_eps, lambda v: log_prob(SCORE, VE, X, 2, eps=v)),
-    ("log_prob", "method", bad_name, lambda v: log_prob(SCORE, VE, X, 2, method=v)),
-    ("log_prob", "n_probes", bad_positive_int, lambda v: log_prob(SCORE, VE, X, 2, method="hutchinson", n_probes=v)),
-    ("log_prob", "x0", bad_matrix(), lambda v: log_prob(SCORE, VE, v, 2)),
-    ("bits_per_dim", "bin_width", bad_positive_float, lambda v: bits_per_dim(torch.zeros(2), 4, v)),
-    ("dequantize", "bin_width", bad_positive_float, lambda v: dequantize(X, v)),
+    ("log_prob", "steps", bad_positive_int, lambda v: likelihood.log_prob(SCORE, VE, X, v)),
+    ("log_prob", "eps", bad_eps, lambda v: likelihood.log_prob(SCORE, VE, X, 2, eps=v)),
+    ("log_prob", "method", bad_name, lambda v: likelihood.log_prob(SCORE, VE, X, 2, method=v)),
+    ("log_prob", "n_probes", bad_positive_int,
+     lambda v: likelihood.log_prob(SCORE, VE, X, 2, method="hutchinson", n_probes=v)),
+    ("log_prob", "x0", bad_matrix(), lambda v: likelihood.log_prob(SCORE, VE, v, 2)),
+    ("bits_per_dim", "bin_width", bad_positive_float, lambda v: likelihood.bits_per_dim(torch.zeros(2), 4, v)),
+    ("dequantize", "bin_width", bad_positive_float, lambda v: likelihood.dequantize(X, v)),
     # distances and metrics
     ("gaussian_kl", "cov0", non_symmetric_covariance(),
      lambda v: gaussian_kl(ZERO2, v, ZERO2, EYE2)),
@@ -181,10 +174,10 @@ CASES = [
     ("diffused_mixture_score", "weights", st.floats(max_value=0.99),
      lambda v: diffused_mixture_score(VE, MU, torch.ones(1, dtype=F64), torch.tensor([v], dtype=F64))),
     # likelihood internals, sde helpers
-    ("rademacher_like", "n_probes", bad_positive_int, lambda v: rademacher_like(X, v)),
-    ("divergence_exact", "f", st.sampled_from([None, 1.0, "f"]), lambda v: divergence_exact(v, X, 0.5)),
+    ("rademacher_like", "n_probes", bad_positive_int, lambda v: likelihood.rademacher_like(X, v)),
+    ("divergence_exact", "f", st.sampled_from([None, 1.0, "f"]), lambda v: likelihood.divergence_exact(v, X, 0.5)),
     ("divergence_hutchinson", "probes", bad_matrix(kinds=("1d", "nan", "inf", "int", "list")),
-     lambda v: divergence_hutchinson(SCORE, X, 0.5, v)),
+     lambda v: likelihood.divergence_hutchinson(SCORE, X, 0.5, v)),
     ("euler_maruyama", "diffusion", st.sampled_from([None, 1.0, "g"]),
      lambda v: euler_maruyama(VE.drift, v, X, TS)),
     ("pf_ode_drift", "score_fn", st.sampled_from([None, 1.0, "s"]), lambda v: pf_ode_drift(VE, v)),
@@ -230,7 +223,7 @@ def test_a_bad_argument_raises_an_error_naming_it(function, argument, values, ca
 
 def test_a_score_of_the_wrong_shape_is_reported_by_every_entry_point():
     flat = lambda x, t: x[:, :1]  # noqa: E731  (N, 1) instead of (N, D): would broadcast silently
-    for call in (lambda: sample(flat, VE, 4, 2, 2), lambda: log_prob(flat, VE, X, 2),
+    for call in (lambda: sample(flat, VE, 4, 2, 2), lambda: likelihood.log_prob(flat, VE, X, 2),
                  lambda: solvers.solve(flat, VE, X, TS, "heun_edm")):
         with pytest.raises(ValueError, match="score_fn must return a tensor of shape"):
             call()

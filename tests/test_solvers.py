@@ -23,23 +23,16 @@ from sbgm_edu.solvers import (
     time_of_noise_level,
     uniform_time_grid,
 )
-from tests.oracles import gaussian_flow
+from tests.oracles import gaussian_flow, gaussian_problem
 
 F64 = torch.float64
 ALL_SDES = [VESDE(25.0), VPSDE(), SubVPSDE()]
 
 
-def gaussian_setup(sde, s=0.5):
-    mu = torch.tensor([[0.5, -1.0]], dtype=F64)
-    score = diffused_mixture_score(sde, mu, torch.tensor([s], dtype=F64), torch.ones(1, dtype=F64))
-    x1 = sde.prior_std() * torch.randn(8, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
-    return mu, s, score, x1
-
-
 def test_gaussian_flow_solves_the_pf_ode():
     # independent check of the closed form itself: scipy integrates the PF-ODE with the exact score
     sde = VESDE(25.0)
-    mu, s, score, x1 = gaussian_setup(sde)
+    mu, s, score, x1 = gaussian_problem(sde)
     f = pf_ode_drift(sde, score)
     fun = lambda t, y: f(torch.as_tensor(y, dtype=F64).reshape(x1.shape), float(t)).reshape(-1).numpy()  # noqa: E731
     ref = solve_ivp(fun, (1.0, 0.01), x1.reshape(-1).numpy(), rtol=1e-10, atol=1e-10).y[:, -1]
@@ -57,7 +50,7 @@ def test_measured_convergence_orders_on_gaussian_data(name, order):
     # uniform t grid the multistep DPM-Solver++(2M) sees wildly varying step ratios in lambda near t = 1
     # and only reaches its order for much smaller steps.
     sde = VESDE(25.0)
-    mu, s, score, x1 = gaussian_setup(sde)
+    mu, s, score, x1 = gaussian_problem(sde)
     eps = 1e-3
     exact = gaussian_flow(sde, mu, s, x1, 1.0, eps)
     steps = [16, 32, 64]
@@ -139,7 +132,7 @@ def test_edm_grid_endpoints_monotone_and_spacing(sde):
 @pytest.mark.parametrize("name", sorted(SOLVERS))
 def test_score_evaluations_per_step(name):
     sde = VESDE(10.0)
-    _, _, score, x1 = gaussian_setup(sde)
+    _, _, score, x1 = gaussian_problem(sde)
     counter = CountingScore(score)
     path = solve(counter, sde, x1, edm_time_grid(sde, 7), name, return_path=True)
     assert counter.calls == 7 * EVALUATIONS_PER_STEP[name]
@@ -150,7 +143,7 @@ def test_score_evaluations_per_step(name):
 
 def test_bad_arguments_raise():
     sde = VESDE(10.0)
-    _, _, score, x1 = gaussian_setup(sde)
+    _, _, score, x1 = gaussian_problem(sde)
     with pytest.raises(ValueError, match="solver"):
         solve(score, sde, x1, uniform_time_grid(4), "rk4")
     with pytest.raises(ValueError, match="steps"):
@@ -235,7 +228,7 @@ def test_noise_level_solvers_on_a_grid_ending_at_zero_take_the_last_euler_step(s
 
 def test_noise_level_solvers_reject_a_start_at_noise_level_zero():
     sde = VESDE(10.0)
-    _, _, score, x1 = gaussian_setup(sde)
+    _, _, score, x1 = gaussian_problem(sde)
     for name in ("euler_sigma", "heun_edm", "dpm_solver_2m"):
         with pytest.raises(ValueError, match=r"ts\[0\] = 0.0 has noise level 0"):
             solve(score, sde, x1, torch.tensor([0.0, 0.5, 1.0], dtype=F64), name)
@@ -266,7 +259,7 @@ def test_time_of_noise_level_is_finite_up_to_huge_noise_levels(sde):
 @pytest.mark.parametrize("name", sorted(SOLVERS))
 def test_a_score_of_the_wrong_shape_is_an_error_not_a_broadcast(name):
     sde = VESDE(10.0)
-    _, _, score, x1 = gaussian_setup(sde)
+    _, _, score, x1 = gaussian_problem(sde)
     with pytest.raises(ValueError, match=r"score_fn must return a tensor of shape \(8, 2\), got \(8, 1\)"):
         solve(lambda x, t: score(x, t)[:, :1], sde, x1, uniform_time_grid(4), name)
 
@@ -276,7 +269,7 @@ def test_counting_score_counts_calls_and_rows():
 
     assert StudyCountingScore is CountingScore  # the old import path still works
     sde = VESDE(10.0)
-    _, _, score, x1 = gaussian_setup(sde)
+    _, _, score, x1 = gaussian_problem(sde)
     counter = CountingScore(score)
     solve(counter, sde, x1, uniform_time_grid(5), "heun")
     assert counter.calls == 10 and counter.rows == 10 * x1.shape[0]
@@ -287,7 +280,7 @@ def test_error_vs_nfe_rejects_budgets_below_one(nfe):
     from sbgm_edu.solver_study import error_vs_nfe
 
     sde = VESDE(10.0)
-    _, _, score, x1 = gaussian_setup(sde)
+    _, _, score, x1 = gaussian_problem(sde)
     with pytest.raises(ValueError, match="nfes entries must be an int >= 1"):
         error_vs_nfe({"g": (score, x1, 1.0)}, sde, x1, [("euler", "uniform")], [4, nfe])
 
