@@ -127,7 +127,7 @@ def original_loss(
         SM_loss = 0.5 * self.lambda_t(t) * torch.pow(x_pred + x_1, 2).mean(-1)
         loss = SM_loss.mean()
 
-    The weight has shape (N, 1) and the error shape (N,), so their product broadcasts to
+    The weight has shape (N, 1) and the error shape (N,), so their product broadcasts, eq. (ch8-broadcast-loss), to
     (N, N), whose mean is 1/2 mean_i lambda(t_i) * mean_j e_j with e_j = mean_d (x_pred + noise)^2
     the noise-space error of example j. The per-example weight is lost: every example's
     noise-space error counts equally (score-space weight sigma_t^2, the book's own,

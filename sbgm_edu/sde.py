@@ -176,7 +176,7 @@ class VESDE(SDE):
         return torch.ones_like(_as_time_tensor(t))
 
     def marginal_std(self, t: Time) -> torch.Tensor:
-        """sigma_t = sqrt((sigma^{2t} - 1) / (2 ln sigma)), eq. (ve-sigma-t).
+        """sigma_t = sqrt((sigma^{2t} - 1) / (2 ln sigma)), eq. (ve-sigma-t): the integral in eq. (ch3-ve-kernel).
 
         Written as sqrt(expm1(2 t ln sigma) / (2 ln sigma)), which stays accurate
         as sigma -> 1, where it tends to sqrt(t). Note d(sigma_t^2)/dt = g(t)^2.
@@ -340,7 +340,7 @@ def euler_maruyama(
 
 
 def pf_ode_drift(sde: SDE, score_fn: ScoreFn) -> Callable[[torch.Tensor, float], torch.Tensor]:
-    """The probability-flow ODE vector field, eq. (pf-ode).
+    """The probability-flow ODE vector field, eq. (pf-ode); for the VE SDE, eq. (ve-pf-ode).
 
     Returns f(x, t) = drift(x, t) - 1/2 g(t)^2 score_fn(x, t); solving
     dx/dt = f(x, t) from t = 1 down to t ~ 0 turns prior samples into data

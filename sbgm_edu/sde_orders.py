@@ -36,7 +36,7 @@ def brownian_increments(
 ) -> torch.Tensor:
     """Increments v(t_{k+1}) - v(t_k) of a Wiener process on `steps` equal steps of [0, t_end].
 
-    Each increment is N(0, dt) with dt = t_end / steps, independent of the others.
+    Each increment is N(0, dt), eq. (ch3-wiener-increment), with dt = t_end / steps, independent of the others.
 
     Args:
         steps: number of steps K (>= 1).
@@ -111,7 +111,7 @@ def euler_maruyama_driven(
 
 
 def gbm_exact(x0: torch.Tensor, mu: float, s: float, t: float, v_t: torch.Tensor) -> torch.Tensor:
-    """Exact solution of geometric Brownian motion dx = mu x dt + s x dv at time t.
+    """Exact solution of geometric Brownian motion dx = mu x dt + s x dv at time t, eq. (ch3-gbm).
 
     x(t) = x0 exp((mu - s^2 / 2) t + s v(t)), where v(t) is the Wiener process at t
     (the sum of the increments that drove the scheme). Shapes of x0 and v_t broadcast.

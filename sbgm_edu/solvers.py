@@ -273,6 +273,8 @@ def euler_sigma(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: 
 def heun_edm(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False) -> torch.Tensor:
     """Heun's method in the noise level, Karras et al. 2022, Algorithm 1 (NVlabs/edm generate.py, deterministic).
 
+    It solves the ODE in the noise level, eq. (ch9-sigma-ode).
+
     In the scaled variables (x~ = x / m_t, sigma~ = `SDE.noise_level`), with d(x~, sigma~) = (x~ - D)/sigma~:
 
         d_i = d(x~_i, sigma~_i);  x~' = x~_i + (sigma~_{i+1} - sigma~_i) d_i            (Euler predictor)

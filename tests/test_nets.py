@@ -64,7 +64,7 @@ def test_original_time_is_only_a_shift_of_the_input():
 
 def test_scorenet_with_zero_correction_is_the_exact_gaussian_score():
     # Data N(mu, s^2 I) diffused by the VE SDE have p_t = N(mu, (s^2 + sigma_t^2) I), whose score
-    # is -(x - mu) / (s^2 + sigma_t^2) (DESIGN.md, "Useful exact facts").
+    # is -(x - mu) / (s^2 + sigma_t^2).
     sigma, s = 25.0, 0.6
     sde = VESDE(sigma)
     mu = torch.linspace(-1, 1, 64)

@@ -2,7 +2,7 @@
 
 For data N(mu, s^2 I) diffused by the VE SDE, p_t = N(mu, (s^2 + sigma_t^2) I), and the PF-ODE
 flow started at x_1 is x_t = mu + (x_1 - mu) sqrt((s^2 + sigma_t^2) / (s^2 + sigma_1^2))
-(DESIGN.md §4). The samplers are compared with that flow for the same x_1 (same generator).
+(the book's eq. (ch9-gaussian-flow)). The samplers are compared with that flow for the same x_1 (same generator).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ def test_marginal_std_matches_the_formula():
     for t in (0.0, 0.1, 0.5, 1.0):
         want = math.sqrt((25.0 ** (2 * t) - 1) / (2 * math.log(25.0)))
         assert sde.marginal_std(t).item() == pytest.approx(want, rel=1e-12)
-    assert sde.prior_std() == pytest.approx(9.8452, abs=1e-4)  # DESIGN.md: sigma_1 ~ 9.8 for sigma = 25
+    assert sde.prior_std() == pytest.approx(9.8452, abs=1e-4)  # sqrt((25^2 - 1) / (2 ln 25)) = 9.8452
 
 
 @pytest.mark.parametrize("sigma", [1.0 + 1e-12, 1.0 + 1e-8, 1.0 + 1e-4])
@@ -53,11 +53,26 @@ def test_euler_maruyama_variance_matches_sigma_t_squared():
     assert abs(xt.mean().item()) < 5 * sde.marginal_std(0.8).item() / math.sqrt(40_000)
 
 
-def test_euler_maruyama_path_shape_and_reverse_grid():
+def test_euler_maruyama_on_a_reverse_grid():
+    # dx = -x dt + 0.5 dv from t = 1 down to t = 0 in n steps of h = -1/n. Each Euler-Maruyama step is
+    # x <- (1 - h) x + 0.5 sqrt(|h|) z: the mean grows by a = 1 + 1/n per step (a forward grid would shrink
+    # it by 1 - 1/n), and the variance v <- a^2 v + 0.25/n. After n steps: mean a^n, v = 0.25/n sum_j a^{2j}.
+    n, paths = 10, 40_000
+    ts = torch.linspace(1.0, 0.0, n + 1, dtype=torch.float64)
+    x0 = torch.ones(paths, 1, dtype=torch.float64)
     gen = torch.Generator().manual_seed(1)
-    path = euler_maruyama(lambda x, t: -x, lambda t: 0.5, torch.ones(4, 3), [1.0, 0.5, 0.0], gen, return_path=True)
-    assert path.shape == (3, 4, 3)
-    assert torch.isfinite(path).all()
+    path = euler_maruyama(lambda x, t: -x, lambda t: 0.5, x0, ts, gen, return_path=True)
+    assert path.shape == (n + 1, paths, 1) and torch.equal(path[0], x0)
+    a = 1 + 1 / n
+    var = 0.25 / n * sum(a ** (2 * j) for j in range(n))
+    end = path[-1, :, 0]
+    # Monte Carlo: standard error of the mean sqrt(var / 40,000) ~ 0.0045, of the variance
+    # var sqrt(2 / 40,000) ~ 0.7 %; tolerances 4 standard errors
+    assert end.mean().item() == pytest.approx(a**n, abs=4 * math.sqrt(var / paths))
+    assert end.var().item() == pytest.approx(var, rel=4 * math.sqrt(2 / paths))
+    # without noise the recursion is exact at every step
+    still = euler_maruyama(lambda x, t: -x, lambda t: 0.0, x0[:3], ts, return_path=True)
+    assert torch.allclose(still[:, :, 0], (a ** torch.arange(n + 1, dtype=torch.float64))[:, None].expand(-1, 3))
 
 
 def test_perturb_and_prior():

@@ -106,8 +106,14 @@ def test_ve_time_of_noise_level_is_the_closed_form_inverse():
 @pytest.mark.parametrize("sde", ALL_SDES, ids=repr)
 def test_time_of_noise_level_inverts_noise_level(sde):
     t = torch.tensor([1e-5, 0.01, 0.3, 0.7, 1.0], dtype=F64)
-    level = sde.marginal_std(t) / sde.marginal_mean_coeff(t)  # sigma_t / m_t straight from the SDE
-    assert torch.allclose(noise_level(sde, t), level)
+    # sigma~_t = sigma_t / m_t in closed form, from the SDEs' parameters (B(t) = integral of beta):
+    # VE sqrt((sigma^{2t} - 1) / (2 ln sigma)); VP sqrt(e^B - 1); sub-VP (1 - e^{-B}) e^{B/2} = 2 sinh(B/2)
+    if isinstance(sde, VESDE):
+        level = torch.sqrt((sde.sigma ** (2 * t) - 1) / (2 * math.log(sde.sigma)))
+    else:
+        big_b = sde.beta_min * t + (sde.beta_max - sde.beta_min) * t**2 / 2
+        level = 2 * torch.sinh(big_b / 2) if isinstance(sde, SubVPSDE) else torch.sqrt(torch.expm1(big_b))
+    assert torch.allclose(noise_level(sde, t), level, rtol=1e-12, atol=0)
     assert torch.allclose(time_of_noise_level(sde, level), t, rtol=1e-9, atol=1e-12)
 
 
