@@ -24,7 +24,7 @@ another (the chapter measures the difference on a mixture).
 Inpainting. Write x^k for the known pixels (`mask` True) and x^u for the unknown ones; given
 the clean known values x_0^k, draw x^u from p_0(x^u | x_0^k). `inpaint_replacement` is the
 "replacement" method (Song et al. 2021, Appendix I.2): solve the reverse SDE for all pixels
-and overwrite the known ones with a fresh noisy copy m_t x_0^k + sigma_t eps after every step.
+and overwrite the known ones with a fresh noisy copy m_t x_0^k + sigma_t noise after every step.
 The unknown pixels are then steered by the score given that noisy copy, a new independent one
 at every step, instead of the score given x_0^k, so the result is not p_0(x^u | x_0^k) in
 general, however many steps (the chapter measures the error on a Gaussian, where the answer is
@@ -103,7 +103,7 @@ def labels_for_batch(labels: int | torch.Tensor, x: torch.Tensor) -> torch.Tenso
 def guided_score(model: ConditionalModel, labels: int | torch.Tensor, w: float) -> ScoreFn:
     """The classifier-free guided score s_w(x, t, c) = (1 + w) s(x, t, c) - w s(x, t), eq. (cfg-score).
 
-    Ho & Salimans 2022 write it for the noise model eps = -sigma_t s, with the same w. w = 0 is
+    Ho & Salimans 2022 write it for the noise model -sigma_t s, with the same w. w = 0 is
     the plain conditional score; w > 0 pushes samples towards x where the implied classifier
     p_t(c | x) is confident (eq. (cfg-bayes)), trading diversity for fidelity. The samples are
     not draws of p_0(x) p_0(c | x)^(1 + w) / Z in general (see the module docstring).
@@ -241,9 +241,11 @@ def check_inpainting(known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def langevin_step_size(score: torch.Tensor, noise: torch.Tensor, snr: float) -> torch.Tensor:
-    """delta = 2 (r |eps| / |s|)^2, the step size of eq. (inpaint-langevin-step) (Song et al. 2021, Algorithms 4 and 5).
+    """delta = 2 (r |noise| / |s|)^2, the step size of eq. (inpaint-langevin-step).
 
-    |eps| and |s| are the Euclidean norms per row, averaged over the batch, so one delta serves the
+    The corrector's rule of Song et al. 2021, Algorithms 4 and 5.
+
+    |noise| and |s| are the Euclidean norms per row, averaged over the batch, so one delta serves the
     batch. For scores of size |s| ~ sqrt(D) / sigma the step is delta ~ 2 r^2 sigma^2: it adapts to
     the noise level and to the spread of the target.
 
@@ -266,8 +268,8 @@ def clamped_langevin_step(
 ) -> torch.Tensor:
     """One Langevin step on the unknown pixels (mask False) at level t, eq. (inpaint-langevin-step).
 
-    x^u <- x^u + delta s^u(x, t) + sqrt(2 delta) eps^u, with s^u the unknown coordinates of
-    score_fn(x, t) and eps standard normal: a step of unadjusted Langevin dynamics for q_t of
+    x^u <- x^u + delta s^u(x, t) + sqrt(2 delta) noise^u, with s^u the unknown coordinates of
+    score_fn(x, t) and noise standard normal: a step of unadjusted Langevin dynamics for q_t of
     eq. (inpaint-target). The known coordinates of x are returned unchanged.
     """
     unknown = ~mask
@@ -305,7 +307,7 @@ def inpaint(
     A predictor-corrector sampler (Song et al. 2021) whose known pixels stay clamped to their
     clean values, followed by a block of Langevin steps at the last level:
 
-    1. x_u ~ prior, x_k = known.
+    1. x^u ~ prior, x^k = known.
     2. For each step t -> t' of the grid linspace(1, eps, steps + 1): (if `predictor`) a
        `reverse_sde_step` of the unknown pixels, then `corrector_steps` steps of
        `clamped_langevin_step` at t' with step-size ratio `snr`. Each corrector step targets
@@ -365,7 +367,7 @@ def reverse_sde_step(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, t: float, dt:
                      generator: torch.Generator | None) -> torch.Tensor:
     """One Euler-Maruyama step of the reverse-time SDE from t to t - dt (Anderson 1982; Song et al. 2021).
 
-    x <- x - dt (f(x, t) - g(t)^2 s(x, t)) + g(t) sqrt(dt) z, z ~ N(0, I).
+    x <- x - dt (f(x, t) - g(t)^2 s(x, t)) + g(t) sqrt(dt) noise, noise ~ N(0, I).
     """
     g = sde.diffusion(t).to(x.dtype)
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)

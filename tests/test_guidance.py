@@ -255,7 +255,7 @@ def test_gaussian_conditional_formula():
 def test_inpaint_matches_the_exact_gaussian_conditional():
     # Monte Carlo tolerance: 4 standard errors of N_MC = 4000 draws (SE of the mean s/sqrt(N), of the
     # std about s/sqrt(2N)), plus 0.005 for the step-size bias of Langevin dynamics
-    # (std s / sqrt(1 - r^2): 1.3 % of s = 0.0045 at r = 0.16).
+    # (std s sqrt(1 + r^2), see the test above: 1.3 % of s = 0.0045 at r = 0.16).
     score = diffused_gaussian_score(SDE, MEAN, COV)
     x = inpaint(score, SDE, _known(), MASK, 100, generator=torch.Generator().manual_seed(0), final_steps=200)
     exact_mean, exact_std = _exact_conditional()
