@@ -36,9 +36,10 @@ moves the unknown ones. At level t a Langevin step on x^u targets
 
 (the noisy density with x^k held at its clean value); q_{t_min} is p_0(x^u | x_0^k) up to the
 tiny noise sigma_{t_min}, and a block of small Langevin steps at t = t_min ends the run. The
-method is exact only in a limit: unadjusted Langevin dynamics with a finite step has an O(step)
-bias (no Metropolis correction: a score model gives no density ratios), and a multimodal
-conditional needs a chain that mixes between modes. Both errors shrink with more, smaller steps.
+method is exact only in a limit (small steps, many of them, t_min -> 0): unadjusted Langevin
+dynamics with a finite step has an O(step) bias (no Metropolis correction: a score model gives
+no density ratios), and a multimodal conditional needs a chain long enough to move between
+modes; otherwise the weights of the modes come from the annealing, which guarantees nothing.
 
 The judge of the chapter is `digit_classifier`, a scikit-learn classifier fitted on the
 real training digits only.
