@@ -30,12 +30,13 @@ from sbgm_edu.metrics import METRIC_NAMES
 from sbgm_edu.recipes import BOOK, ORIGINAL, measure_recipe, train_recipe
 from sbgm_edu.sampling import sample
 from sbgm_edu.sde import VESDE
-from sbgm_edu.solvers import COMPARED_METHODS, COMPARED_NFES, CountingScore, error_vs_nfe, reference_problems
+from sbgm_edu.solver_study import COMPARED_METHODS, COMPARED_NFES, CountingScore, error_vs_nfe, reference_problems
+from sbgm_edu.solvers import REGISTRY, distinct_solvers
 from sbgm_edu.train import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SAMPLING_SOLVERS = ("euler", "heun", "euler_sigma", "heun_edm", "dpm_solver_2m")
+SAMPLING_SOLVERS = tuple(distinct_solvers())  # every solver of the registry, without aliases ("ddim")
 
 
 def median_time(fn: Callable[[], Any], repeats: int) -> dict[str, Any]:
@@ -116,7 +117,8 @@ def bench_sampling(repeats: int) -> dict[str, Any]:
         sample(counter, sde, 64, 64, 20, solver=solver, generator=torch.Generator().manual_seed(0))
         timing = median_time(lambda s=solver: sample(model, sde, 64, 64, 20, solver=s,
                                                      generator=torch.Generator().manual_seed(0)), repeats)
-        rows[solver] = {**timing, "steps": 20, "nfe": counter.calls}
+        rows[solver] = {**timing, "steps": 20, "nfe": counter.calls, "label": REGISTRY[solver].label,
+                        "evaluations_per_step": REGISTRY[solver].evaluations_per_step}
     return rows
 
 

@@ -13,29 +13,22 @@ under the error and flattens the slope of an accurate solver.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 
-from sbgm_edu._checks import check_positive_int, check_tensor
-
-VectorField = Callable[[torch.Tensor, float], torch.Tensor]
-"""f(x, t) -> dx/dt, with the shape of x; t is a Python float."""
+from sbgm_edu._checks import check_float, check_positive_int, check_tensor
+from sbgm_edu.ode import VectorField
 
 Solver = Callable[[VectorField, torch.Tensor, torch.Tensor], torch.Tensor]
 """solver(f, x0, ts) -> x at ts[-1], like `sbgm_edu.ode.euler` and `sbgm_edu.ode.heun`."""
 
 
 def _check_time_span(t0: float, t1: float) -> tuple[float, float]:
-    for name, value in (("t0", t0), ("t1", t1)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {value}")
+    t0, t1 = check_float(t0, "t0"), check_float(t1, "t1")
     if t0 == t1:
         raise ValueError(f"t0 and t1 must differ (the solve needs a time span of non-zero length), got {t0}")
-    return float(t0), float(t1)
+    return t0, t1
 
 
 def _check_steps_list(steps_list: Sequence[int]) -> list[int]:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from sbgm_edu._checks import check_tensor
+from sbgm_edu._checks import check_gaussians, check_nonempty, check_tensor
 from sbgm_edu.sde import SDE, check_sde
 
 
@@ -34,15 +34,7 @@ def gaussian_kl(mean0: torch.Tensor, cov0: torch.Tensor, mean1: torch.Tensor, co
     Returns:
         The divergence, a float >= 0 (computed in float64 with Cholesky factors).
     """
-    for name, m in (("mean0", mean0), ("mean1", mean1)):
-        check_tensor(m, name, ndim=1)
-    for name, c in (("cov0", cov0), ("cov1", cov1)):
-        check_tensor(c, name, ndim=2)
-        if c.shape != (mean0.shape[0], mean0.shape[0]):
-            raise ValueError(f"{name} must have shape ({mean0.shape[0]}, {mean0.shape[0]}), got {tuple(c.shape)}")
-    if mean1.shape != mean0.shape:
-        raise ValueError(f"mean1 must have the shape of mean0 {tuple(mean0.shape)}, got {tuple(mean1.shape)}")
-    mean0, cov0, mean1, cov1 = (a.to(torch.float64) for a in (mean0, cov0, mean1, cov1))
+    mean0, cov0, mean1, cov1 = check_gaussians(mean0, cov0, mean1, cov1, ("mean0", "cov0", "mean1", "cov1"))
     chol0, info0 = torch.linalg.cholesky_ex(cov0)
     chol1, info1 = torch.linalg.cholesky_ex(cov1)
     if info0 != 0 or info1 != 0:
@@ -109,7 +101,7 @@ def wasserstein2_empirical(x: torch.Tensor, y: torch.Tensor) -> float:
     Returns:
         W_2, a float >= 0 in the units of x.
     """
-    check_tensor(x, "x", ndim=2)
+    check_nonempty(check_tensor(x, "x", ndim=2), "x")
     check_tensor(y, "y", ndim=2)
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape (N, D), got {tuple(x.shape)} and {tuple(y.shape)}")

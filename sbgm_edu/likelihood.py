@@ -37,15 +37,22 @@ dequantisation (the digits: 17 grey levels, bin width 2/16 in [-1, 1]).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
-from sbgm_edu._checks import Time, check_positive_int, check_score_fn, check_tensor
+from sbgm_edu._checks import (
+    Time,
+    check_choice,
+    check_eps,
+    check_nonempty,
+    check_positive_float,
+    check_positive_int,
+    check_score_fn,
+    check_tensor,
+)
+from sbgm_edu.ode import VectorField
 from sbgm_edu.sde import SDE, ScoreFn, check_sde, pf_ode_drift
 from sbgm_edu.solvers import GRIDS, time_grid
-
-VectorField = Callable[[torch.Tensor, Time], torch.Tensor]
 
 METHODS = ("exact", "hutchinson")
 PROBES = ("rademacher", "gaussian")
@@ -134,17 +141,13 @@ def _check_args(score_fn: ScoreFn, sde: SDE, x0: torch.Tensor, steps: int, eps: 
                 n_probes: int, probe: str, grid: str) -> None:
     check_score_fn(score_fn)
     check_sde(sde)
-    check_tensor(x0, "x0", ndim=2)
+    check_nonempty(check_tensor(x0, "x0", ndim=2), "x0")
     check_positive_int(steps, "steps")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and 0 < eps < 1):
-        raise ValueError(f"eps must be a float in (0, 1), got {eps!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_eps(eps)
+    check_choice(method, "method", METHODS)
     check_positive_int(n_probes, "n_probes")
-    if probe not in PROBES:
-        raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
-    if grid not in GRIDS:
-        raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
+    check_choice(probe, "probe", PROBES)
+    check_choice(grid, "grid", GRIDS)
 
 
 def log_prob(
@@ -248,10 +251,7 @@ def bits_per_dim(log_prob_nats: torch.Tensor, dim: int, bin_width: float = DIGIT
     """
     check_tensor(log_prob_nats, "log_prob_nats")
     check_positive_int(dim, "dim")
-    if isinstance(bin_width, bool) or not isinstance(bin_width, (int, float)):
-        raise TypeError(f"bin_width must be a float > 0, got {bin_width!r}")
-    if not (math.isfinite(bin_width) and bin_width > 0):
-        raise ValueError(f"bin_width must be a finite float > 0, got {bin_width}")
+    check_positive_float(bin_width, "bin_width")
     return -(log_prob_nats + dim * math.log(bin_width)) / (dim * math.log(2.0))
 
 
@@ -263,10 +263,7 @@ def dequantize(
     x has any shape (N, D); returns the same shape and dtype.
     """
     check_tensor(x, "x")
-    if isinstance(bin_width, bool) or not isinstance(bin_width, (int, float)):
-        raise TypeError(f"bin_width must be a float > 0, got {bin_width!r}")
-    if not (math.isfinite(bin_width) and bin_width > 0):
-        raise ValueError(f"bin_width must be a finite float > 0, got {bin_width}")
+    check_positive_float(bin_width, "bin_width")
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype) - 0.5
     return x + bin_width * u
 

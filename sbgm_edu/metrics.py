@@ -38,7 +38,7 @@ from functools import lru_cache
 
 import torch
 
-from sbgm_edu._checks import check_positive_int, check_tensor
+from sbgm_edu._checks import check_gaussians, check_nonempty, check_positive_int, check_tensor
 
 COVERAGE_K = 5
 """k of the k-nearest-neighbour radius of `coverage` (Naeem et al. 2020 use k = 5)."""
@@ -54,9 +54,9 @@ COPY_QUANTILE = 0.05
 
 
 def _as_float64(x: torch.Tensor, name: str, dim: int | None = None) -> torch.Tensor:
-    check_tensor(x, name, ndim=2)
-    if x.shape[0] < 1:
-        raise ValueError(f"{name} must hold at least one row, got shape {tuple(x.shape)}")
+    check_nonempty(check_tensor(x, name, ndim=2), name)
+    if x.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one column, got shape {tuple(x.shape)}")
     if dim is not None and x.shape[1] != dim:
         raise ValueError(f"{name} must have {dim} columns like the reference data, got shape {tuple(x.shape)}")
     return x.detach().to(torch.float64)
@@ -155,16 +155,8 @@ def gaussian_frechet_distance(
     Returns:
         A float >= 0 (squared units of the features).
     """
-    for name, m in (("mean_a", mean_a), ("mean_b", mean_b)):
-        check_tensor(m, name, ndim=1)
-    f = mean_a.shape[0]
-    if mean_b.shape != (f,):
-        raise ValueError(f"mean_b must have shape ({f},) like mean_a, got {tuple(mean_b.shape)}")
-    for name, c in (("cov_a", cov_a), ("cov_b", cov_b)):
-        check_tensor(c, name, ndim=2)
-        if c.shape != (f, f):
-            raise ValueError(f"{name} must have shape ({f}, {f}), got {tuple(c.shape)}")
-    mean_a, cov_a, mean_b, cov_b = (t.to(torch.float64) for t in (mean_a, cov_a, mean_b, cov_b))
+    names = ("mean_a", "cov_a", "mean_b", "cov_b")
+    mean_a, cov_a, mean_b, cov_b = check_gaussians(mean_a, cov_a, mean_b, cov_b, names)
     root_a = _sqrtm_psd(cov_a)
     middle = root_a @ cov_b @ root_a
     cross = torch.linalg.eigvalsh(0.5 * (middle + middle.T)).clamp_min(0.0).sqrt().sum()

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from sbgm_edu._checks import check_tensor, check_time_grid
+from sbgm_edu._checks import Time, check_tensor, check_time_grid
 
-VectorField = Callable[[torch.Tensor, float], torch.Tensor]
-"""f(x, t) -> dx/dt, with x of shape (N, D) and t a Python float."""
+VectorField = Callable[[torch.Tensor, Time], torch.Tensor]
+"""f(x, t) -> dx/dt with the shape of x (N, D); t is a Python float here (the one alias of the package)."""
 
 
 def euler_step(f: VectorField, x: torch.Tensor, t: float, h: float) -> torch.Tensor:

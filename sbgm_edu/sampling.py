@@ -7,8 +7,8 @@ evaluating the drift at the START of each step:
 
     x_{t - Delta} = x_t + Delta * 1/2 sigma^{2t} s_theta(x_t, t)      (VE SDE, f = 0).
 
-`sample` reuses `sbgm_edu.ode.euler` / `heun` and `sbgm_edu.sde.pf_ode_drift`; it contains
-no solver of its own. `original_sample` is the one and only reproduction of the sampler of
+`sample` dispatches every solver name through the registry `sbgm_edu.solvers.REGISTRY`; it
+contains no solver of its own. `original_sample` is the one and only reproduction of the sampler of
 the original notebook (Tomczak, `intro_dgm/sbgms/sbgm_example.ipynb`), kept for chapter 8
 ("Why the first attempt fails"), with its differences spelled out. `tile_digits` arranges
 samples of the 8x8 digits as one image for display.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from sbgm_edu import solvers
-from sbgm_edu._checks import check_eps, check_positive_int, check_score_fn
+from sbgm_edu._checks import check_choice, check_eps, check_positive_int, check_score_fn
 from sbgm_edu.sde import SDE, ScoreFn, check_sde
 
 
@@ -49,11 +49,12 @@ def sample(
     generator: torch.Generator | None = None,
     return_path: bool = False,
     grid: str = "uniform",
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Draw n samples by solving the PF-ODE from t = 1 to t = eps, eq. (ve-euler-sampler).
 
-    x_1 ~ sde.sample_prior(n, dim, generator), then `steps` steps of `solver` over
-    torch.linspace(1, eps, steps + 1). With solver="euler" each step is
+    x_1 ~ sde.sample_prior(n, dim, generator, dtype), then `steps` steps of `solver` over the
+    time grid `grid` (by default torch.linspace(1, eps, steps + 1)). With solver="euler" each step is
     x_{k+1} = x_k + (t_{k+1} - t_k) f(x_k, t_k), f = pf_ode_drift(sde, score_fn): the drift
     is evaluated at the start t_k of the step; for the VE SDE this is
     x_{t - Delta} = x_t + Delta 1/2 sigma^{2t} s_theta(x_t, t). solver="heun" takes Heun steps
@@ -65,31 +66,34 @@ def sample(
     (Karras et al. 2022 take a plain Euler step at the end for this reason).
 
     Args:
-        score_fn: s_theta(x, t) -> estimate of grad_x ln p_t(x), x of shape (n, dim), t a float.
+        score_fn: s_theta(x, t) -> estimate of grad_x ln p_t(x), x of shape (n, dim), t a float;
+            it must return the shape of x.
         sde: the forward SDE (e.g. `VESDE(sigma)`); gives the prior and g(t).
         n: number of samples (int >= 1).
         dim: dimension D of each sample (int >= 1), 64 for the 8x8 digits.
-        steps: number of solver steps T (int >= 1); Delta = (1 - eps) / T.
-        solver: "euler" or "heun" (`sbgm_edu.ode` on the PF-ODE in t), or any other name of
-            `sbgm_edu.solvers.SOLVERS` (chapter 9: "euler_sigma"/"ddim", "heun_edm", "dpm_solver_2m"),
-            run by `sbgm_edu.solvers.solve` on the same grid and prior draw.
+        steps: number of solver steps T (int >= 1); Delta = (1 - eps) / T on the uniform grid.
+        solver: a name of `sbgm_edu.solvers.REGISTRY`: "euler" or "heun" (`sbgm_edu.ode` on the
+            PF-ODE in t), chapter 9's "euler_sigma"/"ddim", "heun_edm", "dpm_solver_2m", or any
+            solver added there; run by `sbgm_edu.solvers.solve`.
         eps: the last time, 0 < eps < 1 (the score is not defined at t = 0 for a finite data set).
-        generator: torch.Generator for the prior draw (the only randomness).
+        generator: torch.Generator for the prior draw (and for the noise of a stochastic solver).
         return_path: if True, return every state, shape (steps + 1, n, dim); path[0] = x_1.
-        grid: the time grid: "uniform" (eq. (ve-euler-sampler), the default), "edm" (Karras et al.
-            2022, rho = 7, eq. (edm-grid)) or "logsnr" (uniform in ln sigma_t); see `sbgm_edu.solvers`.
+        grid: a name of `sbgm_edu.solvers.TIME_GRIDS`: "uniform" (eq. (ve-euler-sampler), the
+            default), "edm" (Karras et al. 2022, rho = 7, eq. (edm-grid)) or "logsnr" (uniform in ln sigma~).
+        dtype: dtype of the prior draw and so of the samples (default: torch's default dtype);
+            it must be the dtype the score function computes in (float32 for the book's networks).
 
     Returns:
         The samples x_eps, shape (n, dim) (or the path).
     """
     _check_common(score_fn, sde, n, dim)
-    if solver not in solvers.SOLVERS:
-        raise ValueError(f"solver must be one of {sorted(solvers.SOLVERS)}, got {solver!r}")
+    check_choice(solver, "solver", solvers.REGISTRY)
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating-point torch.dtype (e.g. torch.float32), got {dtype!r}")
     ts = solvers.time_grid(sde, steps, eps, grid)
     with torch.no_grad():
-        x1 = sde.sample_prior(n, dim, generator=generator)
-        # "euler" and "heun" are sbgm_edu.ode.euler / heun on pf_ode_drift(sde, score_fn) (solvers.euler_t, heun_t)
-        return solvers.solve(score_fn, sde, x1, ts, solver=solver, return_path=return_path)
+        x1 = sde.sample_prior(n, dim, generator=generator, dtype=dtype)
+        return solvers.solve(score_fn, sde, x1, ts, solver, generator=generator, return_path=return_path)
 
 
 def original_sample(

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from sbgm_edu._checks import Time, check_tensor, time_column
+from sbgm_edu._checks import Time, check_nonempty, check_tensor, time_column
 from sbgm_edu.sde import SDE, ScoreFn
 
 
@@ -149,7 +149,7 @@ def empirical_score(sde: SDE, data: torch.Tensor) -> ScoreFn:
     Returns:
         score_fn(x, t), x of shape (N, D), t > 0 a float or (N,) tensor.
     """
-    check_tensor(data, "data", ndim=2)
+    check_nonempty(check_tensor(data, "data", ndim=2), "data")
     n = data.shape[0]
     weights = torch.full((n,), 1.0 / n, dtype=data.dtype)
     return diffused_mixture_score(sde, data, torch.zeros(n, dtype=data.dtype), weights)

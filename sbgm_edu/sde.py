@@ -11,6 +11,7 @@ Chapters: "SDEs" (book/ch03_sde.ipynb), "The probability-flow ODE"
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Sequence
 
@@ -18,13 +19,23 @@ import torch
 
 from sbgm_edu._checks import (
     Time,
+    check_float,
+    check_noise_levels,
+    check_positive_float,
     check_positive_int,
-    check_score_fn,
     check_tensor,
     check_time,
     check_time_grid,
+    checked_score_fn,
     time_column,
 )
+
+VE_SIGMA_MAX = math.exp(0.5 * math.log(torch.finfo(torch.float64).max))
+"""VESDE(sigma) needs sigma below this (about 1.3e154), where sigma^2 overflows float64."""
+
+VP_INTEGRATED_BETA_MAX = 2.0 * math.log(torch.finfo(torch.float64).max) - 2.0
+"""VPSDE and SubVPSDE need B(1) = (beta_min + beta_max) / 2 at most this (about 1418): their noise level
+sigma~_1 ~ e^{B(1)/2} must stay finite in float64 (with a margin for the grids' round-off)."""
 
 ScoreFn = Callable[[torch.Tensor, Time], torch.Tensor]
 """score_fn(x, t) -> an estimate of grad_x ln p_t(x), shape of x (N, D)."""
@@ -38,33 +49,50 @@ def _as_time_tensor(t: Time) -> torch.Tensor:
     return torch.tensor(float(t), dtype=torch.float64)
 
 
-class SDE:
-    """Interface shared by `VESDE`, `VPSDE` and `SubVPSDE`.
+class SDE(abc.ABC):
+    """Interface shared by `VESDE`, `VPSDE`, `SubVPSDE` and any SDE a reader adds.
 
-    Subclasses define `drift`, `diffusion`, `marginal_mean_coeff` and
-    `marginal_std`; the rest follows from those. Times are floats or tensors of
-    shape (N,); batches x have shape (N, D).
+    A subclass defines `drift`, `diffusion`, `marginal_mean_coeff`, `marginal_std`,
+    `prior_std` and `time_of_noise_level`; the rest (the noise level, perturbing data,
+    the prior, the loss and likelihood weights) follows from those, and every sampler,
+    loss and likelihood of `sbgm_edu` uses only this interface. Times are floats or
+    tensors of shape (N,); batches x have shape (N, D).
     """
 
+    @abc.abstractmethod
     def drift(self, x: torch.Tensor, t: Time) -> torch.Tensor:
         """f(x, t) of eq. (sde), shape (N, D)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def diffusion(self, t: Time) -> torch.Tensor:
         """g(t) of eq. (sde): a 0-d tensor for float t, shape (N,) for tensor t."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def marginal_mean_coeff(self, t: Time) -> torch.Tensor:
         """m_t in p_0t(x_t | x_0) = N(m_t x_0, sigma_t^2 I), eq. (perturbation-kernel)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def marginal_std(self, t: Time) -> torch.Tensor:
         """sigma_t in p_0t(x_t | x_0) = N(m_t x_0, sigma_t^2 I), eq. (perturbation-kernel)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def prior_std(self) -> float:
         """Standard deviation of the Gaussian prior pi = N(0, prior_std^2 I) used at t = 1."""
-        raise NotImplementedError
+
+    @abc.abstractmethod
+    def time_of_noise_level(self, sigma: float | torch.Tensor) -> torch.Tensor:
+        """The inverse of `noise_level`: the time t with sigma_t / m_t = sigma, float64 of sigma's shape.
+
+        sigma: noise levels >= 0 (float or tensor); must not overflow for any finite float64 sigma.
+        """
+
+    def noise_level(self, t: Time) -> torch.Tensor:
+        """sigma~_t = sigma_t / m_t, the noise-to-signal ratio of the kernel (= sigma_t when m_t = 1).
+
+        t: a float or a 1-D tensor of times in [0, 1]. Returns float64 of t's shape.
+        """
+        t = _as_time_tensor(t).to(torch.float64)
+        return self.marginal_std(t) / self.marginal_mean_coeff(t)
 
     def perturb(self, x0: torch.Tensor, t: Time, noise: torch.Tensor) -> torch.Tensor:
         """Draw x_t from p_0t(x_t | x_0): x_t = m_t x0 + sigma_t noise, eq. (perturbation-kernel).
@@ -102,6 +130,10 @@ class SDE:
         """lambda_t = sigma_t^2, the DSM weight of eq. (dsm-weight) (Song et al. 2021)."""
         return self.marginal_std(t) ** 2
 
+    def likelihood_weight(self, t: Time) -> torch.Tensor:
+        """lambda_t = g(t)^2, the DSM weight that makes the loss a bound on -ln p (Song et al. 2021a, Theorem 1)."""
+        return self.diffusion(t) ** 2
+
 
 class VESDE(SDE):
     """The Variance Exploding SDE dx = sigma^t dv, eq. (ve-sde).
@@ -116,13 +148,14 @@ class VESDE(SDE):
     """
 
     def __init__(self, sigma: float) -> None:
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
-            raise TypeError(f"sigma must be a float > 1, got {sigma!r}")
-        if not (math.isfinite(sigma) and sigma > 1):
-            raise ValueError(f"sigma must be a finite float > 1, got {sigma}")
-        self.sigma = float(sigma)
+        sigma = check_float(sigma, "sigma", low=1.0, low_open=True)
         # 2 ln sigma, accurate also for sigma = 1 + tiny
-        self._two_log_sigma = 2.0 * math.log1p(self.sigma - 1.0)
+        two_log_sigma = 2.0 * math.log1p(sigma - 1.0)
+        if two_log_sigma >= math.log(torch.finfo(torch.float64).max):
+            raise ValueError(f"sigma must be < {VE_SIGMA_MAX:.4g}, so that sigma_1^2 = (sigma^2 - 1) / (2 ln sigma) "
+                             f"is finite in float64; got {sigma:g}")
+        self.sigma = sigma
+        self.two_log_sigma = two_log_sigma
 
     def __repr__(self) -> str:
         return f"VESDE(sigma={self.sigma})"
@@ -135,7 +168,7 @@ class VESDE(SDE):
     def diffusion(self, t: Time) -> torch.Tensor:
         """g(t) = sigma^t, eq. (ve-sde)."""
         t = _as_time_tensor(t)
-        return torch.exp(0.5 * self._two_log_sigma * t)
+        return torch.exp(0.5 * self.two_log_sigma * t)
 
     def marginal_mean_coeff(self, t: Time) -> torch.Tensor:
         """m_t = 1: the VE SDE adds noise and never shrinks the data."""
@@ -148,12 +181,26 @@ class VESDE(SDE):
         as sigma -> 1, where it tends to sqrt(t). Note d(sigma_t^2)/dt = g(t)^2.
         """
         t = _as_time_tensor(t)
-        a = self._two_log_sigma
+        a = self.two_log_sigma
         return torch.sqrt(torch.expm1(a * t) / a)
 
     def prior_std(self) -> float:
         """sigma_1 = sqrt((sigma^2 - 1) / (2 ln sigma)), the prior of eq. (ve-prior)."""
         return float(self.marginal_std(1.0))
+
+    def noise_level(self, t: Time) -> torch.Tensor:
+        """sigma~_t = sigma_t (m_t = 1), float64 of t's shape."""
+        return self.marginal_std(_as_time_tensor(t).to(torch.float64))
+
+    def time_of_noise_level(self, sigma: float | torch.Tensor) -> torch.Tensor:
+        """t = ln(1 + a sigma^2) / a with a = 2 ln(sigma_VE), the inverse of eq. (ve-sigma-t).
+
+        Computed as logaddexp(0, ln a + 2 ln sigma) / a, so that no square overflows: any finite
+        float64 sigma >= 0 gives a finite t (sigma = 0 gives t = 0).
+        """
+        sigma = check_noise_levels(sigma)
+        a = self.two_log_sigma
+        return torch.logaddexp(torch.zeros_like(sigma), math.log(a) + 2.0 * torch.log(sigma)) / a
 
 
 class VPSDE(SDE):
@@ -169,15 +216,12 @@ class VPSDE(SDE):
     """
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0) -> None:
-        for name, value in (("beta_min", beta_min), ("beta_max", beta_max)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a float > 0, got {value!r}")
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite float > 0, got {value}")
-        if beta_max < beta_min:
-            raise ValueError(f"beta_max must be >= beta_min = {beta_min}, got {beta_max}")
-        self.beta_min = float(beta_min)
-        self.beta_max = float(beta_max)
+        self.beta_min = check_positive_float(beta_min, "beta_min")
+        self.beta_max = check_float(beta_max, "beta_max", low=self.beta_min)
+        if 0.5 * (self.beta_min + self.beta_max) > VP_INTEGRATED_BETA_MAX:
+            raise ValueError(f"beta_max must keep B(1) = (beta_min + beta_max) / 2 <= {VP_INTEGRATED_BETA_MAX:.0f}, "
+                             "so that the noise level e^(B(1)/2) is finite in float64; "
+                             f"got beta_min = {beta_min:g}, beta_max = {beta_max:g}")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(beta_min={self.beta_min}, beta_max={self.beta_max})"
@@ -212,6 +256,22 @@ class VPSDE(SDE):
         """1: the prior is N(0, I), which p_1 matches up to m_1 = exp(-B(1)/2) (tiny for the defaults)."""
         return 1.0
 
+    def integrated_beta_of_noise_level(self, sigma: torch.Tensor) -> torch.Tensor:
+        """B with sigma~ = sqrt(e^B - 1): B = ln(1 + sigma^2) = logaddexp(0, 2 ln sigma), no overflow."""
+        return torch.logaddexp(torch.zeros_like(sigma), 2.0 * torch.log(sigma))
+
+    def time_of_integrated_beta(self, big_b: torch.Tensor) -> torch.Tensor:
+        """The t >= 0 with B(t) = beta_min t + (beta_max - beta_min) t^2 / 2 = big_b."""
+        b0, db = self.beta_min, self.beta_max - self.beta_min
+        if db == 0.0:
+            return big_b / b0
+        # positive root of (db/2) t^2 + b0 t - B = 0, written to avoid cancellation
+        return 2.0 * big_b / (b0 + torch.sqrt(b0**2 + 2.0 * db * big_b))
+
+    def time_of_noise_level(self, sigma: float | torch.Tensor) -> torch.Tensor:
+        """The time t with sigma~_t = sigma: B(t) from `integrated_beta_of_noise_level`, then t from B."""
+        return self.time_of_integrated_beta(self.integrated_beta_of_noise_level(check_noise_levels(sigma)))
+
 
 class SubVPSDE(VPSDE):
     """The sub-VP SDE dx = -1/2 beta(t) x dt + sqrt(beta(t) (1 - exp(-2 B(t)))) dv, eq. (subvp-sde).
@@ -227,6 +287,10 @@ class SubVPSDE(VPSDE):
     def marginal_std(self, t: Time) -> torch.Tensor:
         """sigma_t = 1 - exp(-B(t))."""
         return -torch.expm1(-self.integrated_beta(t))
+
+    def integrated_beta_of_noise_level(self, sigma: torch.Tensor) -> torch.Tensor:
+        """B with sigma~ = (1 - e^{-B}) e^{B/2} = 2 sinh(B/2): B = 2 asinh(sigma / 2)."""
+        return 2.0 * torch.asinh(sigma / 2.0)
 
 
 def check_sde(sde: object) -> SDE:
@@ -285,7 +349,7 @@ def pf_ode_drift(sde: SDE, score_fn: ScoreFn) -> Callable[[torch.Tensor, float],
     samples, with the same marginals p_t as the SDE. x has shape (N, D).
     """
     check_sde(sde)
-    check_score_fn(score_fn)
+    score_fn = checked_score_fn(score_fn)
 
     def f(x: torch.Tensor, t: float) -> torch.Tensor:
         g = time_column(sde.diffusion(t), x)
@@ -296,11 +360,7 @@ def pf_ode_drift(sde: SDE, score_fn: ScoreFn) -> Callable[[torch.Tensor, float],
 
 def check_eta(eta: float) -> float:
     """Check the noise scale eta of the reverse-time family, eq. (eta-family): a finite float >= 0."""
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)):
-        raise TypeError(f"eta must be a float >= 0, got {eta!r}")
-    if not (math.isfinite(eta) and eta >= 0):
-        raise ValueError(f"eta must be a finite float >= 0, got {eta}")
-    return float(eta)
+    return check_float(eta, "eta", low=0.0)
 
 
 def reverse_drift(sde: SDE, score_fn: ScoreFn, eta: float = 1.0) -> Callable[[torch.Tensor, float], torch.Tensor]:
@@ -312,7 +372,7 @@ def reverse_drift(sde: SDE, score_fn: ScoreFn, eta: float = 1.0) -> Callable[[to
     Anderson's reverse-time SDE, eq. (reverse-sde) (Anderson 1982; Song et al. 2021, eq. 6).
     """
     check_sde(sde)
-    check_score_fn(score_fn)
+    score_fn = checked_score_fn(score_fn)
     weight = 0.5 * (1.0 + check_eta(eta) ** 2)
 
     def b(x: torch.Tensor, t: float) -> torch.Tensor:

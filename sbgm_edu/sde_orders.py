@@ -25,37 +25,21 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from sbgm_edu._checks import check_positive_int, check_tensor
-
-
-def _check_positive_float(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float > 0, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite float > 0, got {value}")
-    return float(value)
-
-
-def _check_finite_float(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return float(value)
+from sbgm_edu._checks import check_float, check_positive_float, check_positive_int, check_tensor
 
 
 def brownian_increments(
-    n_steps: int,
+    steps: int,
     shape: Sequence[int],
     t_end: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Increments v(t_{k+1}) - v(t_k) of a Wiener process on n_steps equal steps of [0, t_end].
+    """Increments v(t_{k+1}) - v(t_k) of a Wiener process on steps equal steps of [0, t_end].
 
-    Each increment is N(0, dt) with dt = t_end / n_steps, independent of the others.
+    Each increment is N(0, dt) with dt = t_end / steps, independent of the others.
 
     Args:
-        n_steps: number of steps K (>= 1).
+        steps: number of steps K (>= 1).
         shape: shape of one state, e.g. (N,) for N independent scalar paths or (N, D).
         t_end: final time (> 0).
         generator: a torch.Generator for reproducible paths.
@@ -63,13 +47,13 @@ def brownian_increments(
     Returns:
         float64 tensor of shape (K, *shape). Its cumulative sum along axis 0 is the path v(t_1), ..., v(t_K).
     """
-    check_positive_int(n_steps, "n_steps")
-    t_end = _check_positive_float(t_end, "t_end")
+    check_positive_int(steps, "steps")
+    t_end = check_positive_float(t_end, "t_end")
     shape = tuple(shape)
     for n in shape:
         check_positive_int(n, "shape entries")
-    dt = t_end / n_steps
-    return math.sqrt(dt) * torch.randn((n_steps, *shape), generator=generator, dtype=torch.float64)
+    dt = t_end / steps
+    return math.sqrt(dt) * torch.randn((steps, *shape), generator=generator, dtype=torch.float64)
 
 
 def coarsen_increments(dv: torch.Tensor, factor: int) -> torch.Tensor:
@@ -116,11 +100,11 @@ def euler_maruyama_driven(
     check_tensor(dv, "dv")
     if dv.ndim < 1 or dv.shape[1:] != x0.shape:
         raise ValueError(f"dv must have shape (K, *x0.shape) with x0.shape = {tuple(x0.shape)}, got {tuple(dv.shape)}")
-    t_end = _check_positive_float(t_end, "t_end")
-    n_steps = dv.shape[0]
-    dt = t_end / n_steps
+    t_end = check_positive_float(t_end, "t_end")
+    steps = dv.shape[0]
+    dt = t_end / steps
     x = x0
-    for k in range(n_steps):
+    for k in range(steps):
         t = k * dt
         x = x + drift(x, t) * dt + diffusion(x, t) * dv[k]
     return x
@@ -134,14 +118,14 @@ def gbm_exact(x0: torch.Tensor, mu: float, s: float, t: float, v_t: torch.Tensor
     """
     check_tensor(x0, "x0")
     check_tensor(v_t, "v_t")
-    mu = _check_finite_float(mu, "mu")
-    s = _check_finite_float(s, "s")
-    t = _check_positive_float(t, "t")
+    mu = check_float(mu, "mu")
+    s = check_float(s, "s")
+    t = check_positive_float(t, "t")
     return x0 * torch.exp((mu - 0.5 * s**2) * t + s * v_t)
 
 
 def gbm_em_errors(
-    steps: Sequence[int],
+    steps_list: Sequence[int],
     n_paths: int,
     mu: float = 1.0,
     s: float = 1.0,
@@ -157,27 +141,27 @@ def gbm_em_errors(
     Monte Carlo noise, so far fewer paths are needed than for |mean x_T^EM - E x(T)|).
 
     Args:
-        steps: step counts K, each dividing max(steps) (e.g. powers of 2).
+        steps_list: step counts K, each dividing max(steps_list) (e.g. powers of 2).
         n_paths: number of Brownian paths (>= 2).
         mu, s, x0, t_end: the GBM and the time horizon.
         generator: a torch.Generator for reproducible paths.
 
     Returns:
         dict with "dt" (t_end / K), "strong", "weak", "strong_se" and "weak_se"
-        (Monte Carlo standard errors), each a numpy array ordered like `steps`.
+        (Monte Carlo standard errors), each a numpy array ordered like `steps_list`.
     """
-    steps = [check_positive_int(k, "steps entries") for k in steps]
+    steps = [check_positive_int(k, "steps_list entries") for k in steps_list]
     if not steps:
-        raise ValueError("steps must hold at least one step count")
+        raise ValueError("steps_list must hold at least one step count")
     check_positive_int(n_paths, "n_paths", minimum=2)
     finest = max(steps)
     for k in steps:
         if finest % k != 0:
-            raise ValueError(f"steps entries must divide max(steps) = {finest}, got {k}")
-    mu = _check_finite_float(mu, "mu")
-    s = _check_finite_float(s, "s")
-    x0 = _check_finite_float(x0, "x0")
-    t_end = _check_positive_float(t_end, "t_end")
+            raise ValueError(f"steps_list entries must divide max(steps_list) = {finest}, got {k}")
+    mu = check_float(mu, "mu")
+    s = check_float(s, "s")
+    x0 = check_float(x0, "x0")
+    t_end = check_positive_float(t_end, "t_end")
 
     dv_fine = brownian_increments(finest, (n_paths,), t_end, generator)
     start = torch.full((n_paths,), x0, dtype=torch.float64)

@@ -1,40 +1,54 @@
-"""Better PF-ODE solvers: Heun as in EDM, Euler in the noise level (DDIM), DPM-Solver++(2M), and time grids.
+"""Better PF-ODE solvers: Heun as in EDM, Euler in the noise level (DDIM), DPM-Solver++(2M), time grids, and
+the one registry of solvers.
 
-Chapter "Better solvers" (book/ch09_solvers.ipynb).
+Chapter "Better solvers" (book/ch09_solvers.ipynb). This module holds only algorithms; chapter 9's
+experiments (error against NFE, the reference problems, `CountingScore`) live in `sbgm_edu.solver_study`.
 
 Every solver here has the same signature
 
-    solve(score_fn, sde, x1, ts, return_path=False) -> x at ts[-1]
+    solver(score_fn, sde, x1, ts, return_path=False) -> x at ts[-1]
 
 with x1 the prior draw at ts[0] (usually t = 1) and ts a decreasing time grid
-(`uniform_time_grid` or `edm_time_grid`), so that `sbgm_edu.sampling.sample` can
-dispatch to them by name (`SOLVERS`).
+(`uniform_time_grid`, `edm_time_grid`, `logsnr_time_grid`). `REGISTRY` maps each name to a
+`SolverSpec` (function, score evaluations per step, display label, order); `solve` and
+`sbgm_edu.sampling.sample` dispatch through it. To add a solver, write its function and add
+ONE entry to `REGISTRY`.
 
-The noise-level variable. For each SDE of `sbgm_edu.sde` the kernel is
-N(m_t x_0, sigma_t^2 I). In the scaled variables x~ = x / m_t and
-sigma~ = sigma_t / m_t (the noise-to-signal ratio; sigma~ = sigma_t for the VE SDE,
-where m_t = 1) the PF-ODE of every such SDE takes the one form of Karras et al. 2022,
-eq. (euler-sigma):
+The noise-level variable. For each SDE the kernel is N(m_t x_0, sigma_t^2 I). In the scaled
+variables x~ = x / m_t and sigma~ = sigma_t / m_t (`SDE.noise_level`, the noise-to-signal ratio;
+sigma~ = sigma_t for the VE SDE, where m_t = 1) the PF-ODE of every such SDE takes the one form of
+Karras et al. 2022, eq. 4, our eq. (euler-sigma):
 
     dx~/dsigma~ = (x~ - D(x~, sigma~)) / sigma~,     D = (x + sigma_t^2 s(x, t)) / m_t,
 
 with D the data prediction (Tweedie's formula: D = E[x_0 | x_t]). For a single data
 point x*, D = x* for every x and sigma~, and the flow is a straight line toward x*.
+The solvers use only the `sbgm_edu.sde.SDE` interface, so they work for any SDE that defines it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
-from sbgm_edu._checks import check_eps, check_positive_int, check_score_fn, check_tensor, check_time_grid
+from sbgm_edu._checks import (
+    check_choice,
+    check_eps,
+    check_float,
+    check_positive_float,
+    check_positive_int,
+    check_tensor,
+    check_time_grid,
+    checked_score_fn,
+)
 from sbgm_edu.ode import euler, heun
-from sbgm_edu.sde import SDE, VESDE, VPSDE, ScoreFn, SubVPSDE, check_eta, check_sde, pf_ode_drift, reverse_drift
+from sbgm_edu.sde import SDE, ScoreFn, check_eta, check_sde, pf_ode_drift, reverse_drift
 
 Solver = Callable[..., torch.Tensor]
-"""solve(score_fn, sde, x1, ts, return_path=False) -> (N, D), or the path (len(ts), N, D)."""
+"""solver(score_fn, sde, x1, ts, return_path=False, **options) -> (N, D), or the path (len(ts), N, D)."""
 
 
 # ---------------------------------------------------------------------------
@@ -43,45 +57,13 @@ Solver = Callable[..., torch.Tensor]
 
 
 def noise_level(sde: SDE, t: float | torch.Tensor) -> torch.Tensor:
-    """sigma~_t = sigma_t / m_t, the noise-to-signal ratio of the kernel of `sde` (= sigma_t for VE).
-
-    t: a float or a 1-D tensor of times in [0, 1]. Returns float64 of t's shape.
-    """
-    check_sde(sde)
-    t = torch.as_tensor(t, dtype=torch.float64)
-    return (sde.marginal_std(t) / sde.marginal_mean_coeff(t)).to(torch.float64)
+    """sigma~_t = sigma_t / m_t of `sde` (`SDE.noise_level`): float64 of t's shape, t in [0, 1]."""
+    return check_sde(sde).noise_level(t)
 
 
 def time_of_noise_level(sde: SDE, sigma: float | torch.Tensor) -> torch.Tensor:
-    """The inverse of `noise_level`: the time t at which sigma_t / m_t = sigma (float64, sigma's shape).
-
-    VE: sigma_t^2 = expm1(a t) / a with a = 2 ln(sigma_VE), so t = log1p(a sigma^2) / a
-        (= ln(1 + 2 ln sigma_VE * sigma^2) / (2 ln sigma_VE)).
-    VP: sigma~^2 = e^{B(t)} - 1, so B = log1p(sigma^2); sub-VP: sigma~ = 2 sinh(B/2), so
-        B = 2 asinh(sigma/2). Then t solves B(t) = beta_min t + (beta_max - beta_min) t^2 / 2.
-
-    Args:
-        sde: a VESDE, VPSDE or SubVPSDE.
-        sigma: noise levels >= 0, float or tensor.
-    """
-    check_sde(sde)
-    sigma = torch.as_tensor(sigma, dtype=torch.float64)
-    if not torch.isfinite(sigma).all() or (sigma < 0).any():
-        raise ValueError("sigma must be finite and >= 0")
-    if isinstance(sde, VESDE):
-        a = sde._two_log_sigma
-        return torch.log1p(a * sigma**2) / a
-    if isinstance(sde, SubVPSDE):  # check before VPSDE: SubVPSDE is a subclass
-        big_b = 2.0 * torch.asinh(sigma / 2.0)
-    elif isinstance(sde, VPSDE):
-        big_b = torch.log1p(sigma**2)
-    else:
-        raise TypeError(f"time_of_noise_level knows VESDE, VPSDE and SubVPSDE, got {type(sde).__name__}")
-    b0, db = sde.beta_min, sde.beta_max - sde.beta_min
-    if db == 0.0:
-        return big_b / b0
-    # positive root of (db/2) t^2 + b0 t - B = 0, written to avoid cancellation
-    return 2.0 * big_b / (b0 + torch.sqrt(b0**2 + 2.0 * db * big_b))
+    """The inverse of `noise_level` (`SDE.time_of_noise_level`): float64 of sigma's shape, sigma >= 0."""
+    return check_sde(sde).time_of_noise_level(sigma)
 
 
 def uniform_time_grid(steps: int, eps: float = 1e-5) -> torch.Tensor:
@@ -90,15 +72,22 @@ def uniform_time_grid(steps: int, eps: float = 1e-5) -> torch.Tensor:
     return torch.linspace(1.0, check_eps(eps), steps + 1, dtype=torch.float64)
 
 
+def _times_of_noise_levels(sde: SDE, sigmas: torch.Tensor, eps: float) -> torch.Tensor:
+    """Map decreasing noise levels sigma~_0 = sigma~_1 > ... > sigma~_eps back to times, ends exactly 1 and eps."""
+    ts = sde.time_of_noise_level(sigmas)
+    ts[0], ts[-1] = 1.0, eps  # remove round-off at the ends
+    return check_time_grid(ts)
+
+
 def edm_time_grid(sde: SDE, steps: int, eps: float = 1e-5, rho: float = 7.0) -> torch.Tensor:
-    """The time grid of Karras et al. 2022 (EDM, eq. (5)), eq. (edm-grid): `steps` + 1 times from 1 to eps.
+    """The time grid of Karras et al. 2022 (EDM, eq. 5), eq. (edm-grid): `steps` + 1 times from 1 to eps.
 
     Noise levels spaced uniformly in sigma~^{1/rho} (NVlabs/edm generate.py, `t_steps`):
 
         sigma_i = (sigma_max^{1/rho} + i/(N-1) (sigma_min^{1/rho} - sigma_max^{1/rho}))^rho,  i = 0..N-1,
 
-    with N = steps + 1, sigma_max = sigma~_1 and sigma_min = sigma~_eps (`noise_level`), mapped back
-    to times by `time_of_noise_level`. rho = 7 puts most steps at low noise, where the
+    with N = steps + 1, sigma_max = sigma~_1 and sigma_min = sigma~_eps (`SDE.noise_level`), mapped back
+    to times by `SDE.time_of_noise_level`. rho = 7 puts most steps at low noise, where the
     PF-ODE bends most; rho = 1 is uniform in sigma~. The endpoints are exactly 1 and eps.
 
     Returns:
@@ -107,16 +96,11 @@ def edm_time_grid(sde: SDE, steps: int, eps: float = 1e-5, rho: float = 7.0) -> 
     check_sde(sde)
     check_positive_int(steps, "steps")
     eps = check_eps(eps)
-    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not (math.isfinite(rho) and rho > 0):
-        raise ValueError(f"rho must be a float > 0, got {rho!r}")
-    sigma_max = noise_level(sde, 1.0).item()
-    sigma_min = noise_level(sde, eps).item()
+    inv = 1.0 / check_positive_float(rho, "rho")
+    sigma_max, sigma_min = (sde.noise_level(t).item() for t in (1.0, eps))
     i = torch.arange(steps + 1, dtype=torch.float64)
-    inv = 1.0 / rho
     sigmas = (sigma_max**inv + i / steps * (sigma_min**inv - sigma_max**inv)) ** rho
-    ts = time_of_noise_level(sde, sigmas)
-    ts[0], ts[-1] = 1.0, eps  # remove round-off at the ends
-    return check_time_grid(ts)
+    return _times_of_noise_levels(sde, sigmas, eps)
 
 
 def logsnr_time_grid(sde: SDE, steps: int, eps: float = 1e-5) -> torch.Tensor:
@@ -129,79 +113,95 @@ def logsnr_time_grid(sde: SDE, steps: int, eps: float = 1e-5) -> torch.Tensor:
     check_sde(sde)
     check_positive_int(steps, "steps")
     eps = check_eps(eps)
-    log_max = math.log(noise_level(sde, 1.0).item())
-    log_min = math.log(noise_level(sde, eps).item())
-    ts = time_of_noise_level(sde, torch.exp(torch.linspace(log_max, log_min, steps + 1, dtype=torch.float64)))
-    ts[0], ts[-1] = 1.0, eps
-    return check_time_grid(ts)
+    log_max, log_min = (math.log(sde.noise_level(t).item()) for t in (1.0, eps))
+    sigmas = torch.exp(torch.linspace(log_max, log_min, steps + 1, dtype=torch.float64))
+    return _times_of_noise_levels(sde, sigmas, eps)
 
 
-GRIDS = ("uniform", "edm", "logsnr")
+def _uniform_grid_of(sde: SDE, steps: int, eps: float) -> torch.Tensor:
+    """`uniform_time_grid` with the (sde, steps, eps) signature of `TIME_GRIDS`."""
+    check_sde(sde)
+    return uniform_time_grid(steps, eps)
+
+
+TIME_GRIDS: dict[str, Callable[[SDE, int, float], torch.Tensor]] = {
+    "uniform": _uniform_grid_of,
+    "edm": edm_time_grid,
+    "logsnr": logsnr_time_grid,
+}
+"""Time grids by name; each is grid(sde, steps, eps) -> decreasing float64 times from 1 to eps."""
+
+GRIDS = TIME_GRIDS.keys()
+"""The grid names (a live view of `TIME_GRIDS`)."""
 
 
 def time_grid(sde: SDE, steps: int, eps: float = 1e-5, grid: str = "uniform") -> torch.Tensor:
-    """The time grid named `grid`: "uniform" (`uniform_time_grid`), "edm" (rho = 7) or "logsnr"."""
-    if grid == "uniform":
-        return uniform_time_grid(steps, eps)
-    if grid == "edm":
-        return edm_time_grid(sde, steps, eps)
-    if grid == "logsnr":
-        return logsnr_time_grid(sde, steps, eps)
-    raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
+    """The time grid named `grid` (a key of `TIME_GRIDS`): "uniform", "edm" (rho = 7) or "logsnr"."""
+    return TIME_GRIDS[check_choice(grid, "grid", GRIDS)](sde, steps, eps)
 
 
 # ---------------------------------------------------------------------------
-# solvers, all solve(score_fn, sde, x1, ts, return_path=False)
+# solvers, all solver(score_fn, sde, x1, ts, return_path=False)
 # ---------------------------------------------------------------------------
 
 
-def _check_solver_args(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts) -> list[float]:
-    check_score_fn(score_fn)
+def _solver_inputs(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts) -> tuple[ScoreFn, list[float]]:
+    """Check a solver's arguments once; return the shape-checked score and ts as a list of floats in [0, 1]."""
     check_sde(sde)
     check_tensor(x1, "x1", ndim=2)
     ts = check_time_grid(ts)
     if (ts < 0).any() or (ts > 1).any():
         raise ValueError("ts must lie in [0, 1]")
-    return ts.tolist()
+    return checked_score_fn(score_fn), ts.tolist()
+
+
+def _noise_level_solver_inputs(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts) -> tuple[ScoreFn, list[float]]:
+    """`_solver_inputs` for solvers in sigma~: the start must have sigma~ > 0 (the slope is 0/0 at sigma~ = 0)."""
+    score_fn, ts = _solver_inputs(score_fn, sde, x1, ts)
+    if sde.noise_level(ts[0]).item() == 0.0:
+        raise ValueError(f"ts[0] = {ts[0]} has noise level 0: a solver in the noise level cannot start "
+                         "there (its slope (x~ - D) / sigma~ is 0/0); start at a time with sigma~ > 0")
+    return score_fn, ts
 
 
 def data_prediction(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, t: float) -> torch.Tensor:
     """D(x, t) = (x + sigma_t^2 s(x, t)) / m_t: Tweedie's estimate of E[x_0 | x_t = x], shape (N, D)."""
     m = sde.marginal_mean_coeff(t).item()
     var = sde.marginal_std(t).item() ** 2
-    return (x + var * score_fn(x, t)) / m
+    return (x + var * checked_score_fn(score_fn)(x, t)) / m
 
 
 def euler_t(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False) -> torch.Tensor:
     """Reverse-time Euler on the PF-ODE in t, eq. (euler-reverse): the book's sampler. 1 score evaluation per step."""
-    ts = _check_solver_args(score_fn, sde, x1, ts)
+    score_fn, ts = _solver_inputs(score_fn, sde, x1, ts)
     return euler(pf_ode_drift(sde, score_fn), x1, ts, return_path=return_path)
 
 
 def heun_t(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False) -> torch.Tensor:
     """Heun's method on the PF-ODE in t, eq. (heun-step) (`sbgm_edu.ode.heun`). 2 evaluations per step."""
-    ts = _check_solver_args(score_fn, sde, x1, ts)
+    score_fn, ts = _solver_inputs(score_fn, sde, x1, ts)
     return heun(pf_ode_drift(sde, score_fn), x1, ts, return_path=return_path)
 
 
 def euler_sigma(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False) -> torch.Tensor:
     """Euler in the noise level with the data prediction: DDIM = DPM-Solver-1, eq. (euler-sigma).
 
-    One score evaluation per step. From (x_i, t_i) to t_{i+1}, with sigma~ = `noise_level`:
+    One score evaluation per step. From (x_i, t_i) to t_{i+1}, with sigma~ = `SDE.noise_level`:
 
         D = D(x_i, t_i);   x~_{i+1} = D + (sigma~_{i+1} / sigma~_i) (x~_i - D);   x_{i+1} = m_{i+1} x~_{i+1},
 
-    an Euler step of dx~/dsigma~ = (x~ - D)/sigma~ (Karras et al. 2022, eq. (4), Algorithm 1
-    without its correction); the same update as deterministic DDIM (Song et al. 2021, eq. (12))
-    and DPM-Solver-1 (Lu et al. 2022, eq. (3.7)). For VE (m = 1): x' = D + (sigma'/sigma)(x - D).
+    an Euler step of dx~/dsigma~ = (x~ - D)/sigma~ (Karras et al. 2022, eq. 4, Algorithm 1
+    without its correction); the same update as deterministic DDIM (Song et al. 2021, eq. 12)
+    and DPM-Solver-1 (Lu et al. 2022, eq. 3.7). For VE (m = 1): x' = D + (sigma'/sigma)(x - D).
     If the data are one point x*, then D = x* and the step is exact however large it is.
+    A step to sigma~ = 0 (a grid ending at t = 0) lands on D.
     """
-    ts = _check_solver_args(score_fn, sde, x1, ts)
+    score_fn, ts = _noise_level_solver_inputs(score_fn, sde, x1, ts)
     x = x1
     path = [x1]
     for t, t_next in zip(ts[:-1], ts[1:]):
         m, m_next = sde.marginal_mean_coeff(t).item(), sde.marginal_mean_coeff(t_next).item()
-        s, s_next = noise_level(sde, t).item(), noise_level(sde, t_next).item()
+        s, s_next = sde.noise_level(t).item(), sde.noise_level(t_next).item()
         d = data_prediction(score_fn, sde, x, t)  # the denoised estimate, in x~ units
         x = m_next * (d + (s_next / s) * (x / m - d))  # move along the straight line from D through x~
         if return_path:
@@ -212,26 +212,26 @@ def euler_sigma(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: 
 def heun_edm(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path: bool = False) -> torch.Tensor:
     """Heun's method in the noise level, Karras et al. 2022, Algorithm 1 (NVlabs/edm generate.py, deterministic).
 
-    In the scaled variables (x~ = x / m_t, sigma~ = `noise_level`), with d(x~, sigma~) = (x~ - D)/sigma~:
+    In the scaled variables (x~ = x / m_t, sigma~ = `SDE.noise_level`), with d(x~, sigma~) = (x~ - D)/sigma~:
 
         d_i = d(x~_i, sigma~_i);  x~' = x~_i + (sigma~_{i+1} - sigma~_i) d_i            (Euler predictor)
         if sigma~_{i+1} != 0:    x~_{i+1} = x~_i + (sigma~_{i+1} - sigma~_i)(d_i + d(x~', sigma~_{i+1}))/2
 
-    Karras et al. skip the correction on the last step, where it would divide by sigma~ = 0;
-    our grids end at t = eps > 0, so the correction is always applied (2 score evaluations
-    per step; the check is kept for grids ending at t = 0). No stochastic churn (S_churn = 0).
+    Karras et al. skip the correction on the last step when it reaches sigma~ = 0 (a grid
+    ending at t = 0), where it would divide by 0: that last step is Euler, 1 evaluation.
+    Our grids end at t = eps > 0, so the correction is always applied (2 score evaluations
+    per step). No stochastic churn (S_churn = 0).
     """
-    ts = _check_solver_args(score_fn, sde, x1, ts)
+    score_fn, ts = _noise_level_solver_inputs(score_fn, sde, x1, ts)
 
     def slope(x_scaled: torch.Tensor, t: float, s: float) -> torch.Tensor:
         m = sde.marginal_mean_coeff(t).item()
         return (x_scaled - data_prediction(score_fn, sde, m * x_scaled, t)) / s  # dx~/dsigma~
 
-    m1 = sde.marginal_mean_coeff(ts[0]).item()
-    x = x1 / m1
+    x = x1 / sde.marginal_mean_coeff(ts[0]).item()
     path = [x1]
     for t, t_next in zip(ts[:-1], ts[1:]):
-        s, s_next = noise_level(sde, t).item(), noise_level(sde, t_next).item()
+        s, s_next = sde.noise_level(t).item(), sde.noise_level(t_next).item()
         d = slope(x, t, s)
         x_pred = x + (s_next - s) * d
         if s_next > 0:  # second-order correction (trapezoid rule in sigma~)
@@ -252,21 +252,22 @@ def dpm_solver_2m(score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, return_path
 
         D^ = (1 + 1/(2r)) D_i - 1/(2r) D_{i-1};   x~_{i+1} = D^ + (sigma~_{i+1}/sigma~_i)(x~_i - D^).
 
-    The first step has no previous D and is the `euler_sigma` (DDIM) step. Source: the
-    reference code `dpm_solver_pytorch.py` (LuChengTHU/dpm-solver, `multistep_dpm_solver_second_update`,
-    "dpmsolver++", solver_type "dpmsolver").
+    The first step has no previous D and is the `euler_sigma` (DDIM) step; so is a last step to
+    sigma~ = 0 (lambda = infinity, where the extrapolation has no meaning): Karras et al.'s rule,
+    it lands on D_i. Source: the reference code `dpm_solver_pytorch.py` (LuChengTHU/dpm-solver,
+    `multistep_dpm_solver_second_update`, "dpmsolver++", solver_type "dpmsolver").
     """
-    ts = _check_solver_args(score_fn, sde, x1, ts)
+    score_fn, ts = _noise_level_solver_inputs(score_fn, sde, x1, ts)
     x = x1
     path = [x1]
     d_prev, h_prev = None, None
     for t, t_next in zip(ts[:-1], ts[1:]):
         m, m_next = sde.marginal_mean_coeff(t).item(), sde.marginal_mean_coeff(t_next).item()
-        s, s_next = noise_level(sde, t).item(), noise_level(sde, t_next).item()
+        s, s_next = sde.noise_level(t).item(), sde.noise_level(t_next).item()
         d = data_prediction(score_fn, sde, x, t)
-        h = math.log(s / s_next)  # lambda_{i+1} - lambda_i > 0
-        if d_prev is None:
-            d_hat = d  # first step: DDIM
+        h = math.log(s / s_next) if s_next > 0 else math.inf  # lambda_{i+1} - lambda_i > 0
+        if d_prev is None or math.isinf(h):
+            d_hat = d  # first step, or the last step to sigma~ = 0: DDIM
         else:
             r = h_prev / h
             d_hat = (1 + 0.5 / r) * d - (0.5 / r) * d_prev  # linear extrapolation of D in lambda
@@ -317,7 +318,7 @@ def euler_maruyama_reverse(
         ts: strictly decreasing times in [0, 1]; eta: noise scale, a float >= 0.
         generator: torch.Generator for the noise; return_path: return (len(ts), N, D).
     """
-    ts = _check_solver_args(score_fn, sde, x1, ts)
+    score_fn, ts = _solver_inputs(score_fn, sde, x1, ts)
     drift = reverse_drift(sde, score_fn, eta)
     eta = check_eta(eta)
     x, path = x1, [x1]
@@ -357,12 +358,6 @@ def langevin_corrector(
     return x + step * score + math.sqrt(2.0 * step) * z
 
 
-def _check_positive_float(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
-    return float(value)
-
-
 def predictor_corrector(
     score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, snr: float = 0.16, corrector_steps: int = 1,
     generator: torch.Generator | None = None, return_path: bool = False,
@@ -378,8 +373,8 @@ def predictor_corrector(
         score_fn, sde, x1, ts, generator, return_path: as in `euler_maruyama_reverse`.
         snr: the signal-to-noise ratio r > 0 of the corrector; corrector_steps: an int >= 0 (0: no corrector).
     """
-    ts = _check_solver_args(score_fn, sde, x1, ts)
-    snr = _check_positive_float(snr, "snr")
+    score_fn, ts = _solver_inputs(score_fn, sde, x1, ts)
+    snr = check_positive_float(snr, "snr")
     check_positive_int(corrector_steps, "corrector_steps", minimum=0)
     drift = reverse_drift(sde, score_fn, 1.0)
     x, path = x1, [x1]
@@ -407,9 +402,9 @@ def annealed_langevin(
     No SDE is discretised: each level only runs a Markov chain toward p_{t_i}. `langevin_steps`
     score evaluations per level; the path holds the state after each level.
     """
-    ts = _check_solver_args(score_fn, sde, x1, ts)
+    score_fn, ts = _solver_inputs(score_fn, sde, x1, ts)
     check_positive_int(langevin_steps, "langevin_steps")
-    step_ratio = _check_positive_float(step_ratio, "step_ratio")
+    step_ratio = check_positive_float(step_ratio, "step_ratio")
     x, path = x1, [x1]
     for t in ts[1:]:
         alpha = step_ratio * sde.marginal_std(t).item() ** 2
@@ -440,24 +435,23 @@ def edm_stochastic(
     sigma~_{i+1}. Defaults: the ImageNet-64 settings of the paper (Table 5). Our SDEs end at t = 1, so
     sigma^ is capped at sigma~(1). 2 score evaluations per step.
     """
-    ts = _check_solver_args(score_fn, sde, x1, ts)
+    score_fn, ts = _noise_level_solver_inputs(score_fn, sde, x1, ts)
     for value, name in ((s_churn, "s_churn"), (s_tmin, "s_tmin"), (s_tmax, "s_tmax"), (s_noise, "s_noise")):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 and math.isfinite(value)):
-            raise ValueError(f"{name} must be a finite float >= 0, got {value!r}")
+        check_float(value, name, low=0.0)
 
     def slope(x_scaled: torch.Tensor, t: float, s: float) -> torch.Tensor:
         m = sde.marginal_mean_coeff(t).item()
         return (x_scaled - data_prediction(score_fn, sde, m * x_scaled, t)) / s  # dx~/dsigma~
 
-    s_max = noise_level(sde, ts[0]).item()
+    s_max = sde.noise_level(ts[0]).item()
     x = x1 / sde.marginal_mean_coeff(ts[0]).item()
     path = [x1]
     for t, t_next in zip(ts[:-1], ts[1:]):
-        s, s_next = noise_level(sde, t).item(), noise_level(sde, t_next).item()
+        s, s_next = sde.noise_level(t).item(), sde.noise_level(t_next).item()
         s_hat = _churned_level(s, s_max, s_churn, s_tmin, s_tmax, len(ts) - 1)
         z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
         x_hat = x + math.sqrt(s_hat**2 - s**2) * s_noise * z
-        t_hat = t if s_hat == s else time_of_noise_level(sde, s_hat).item()
+        t_hat = t if s_hat == s else sde.time_of_noise_level(s_hat).item()
         d = slope(x_hat, t_hat, s_hat)
         x = x_hat + (s_next - s_hat) * d
         if s_next > 0:  # second-order correction, as in heun_edm
@@ -468,25 +462,76 @@ def edm_stochastic(
     return torch.stack(path) if return_path else x
 
 
-SOLVERS: dict[str, Solver] = {
-    "euler": euler_t,
-    "heun": heun_t,
-    "euler_sigma": euler_sigma,
-    "ddim": euler_sigma,
-    "heun_edm": heun_edm,
-    "dpm_solver_2m": dpm_solver_2m,
-}
-"""Solvers by name; all have the signature solve(score_fn, sde, x1, ts, return_path=False)."""
+# ---------------------------------------------------------------------------
+# the registry: add a solver = write its function above + ONE entry here
+# ---------------------------------------------------------------------------
 
-EVALUATIONS_PER_STEP: dict[str, int] = {
-    "euler": 1,
-    "heun": 2,
-    "euler_sigma": 1,
-    "ddim": 1,
-    "heun_edm": 2,
-    "dpm_solver_2m": 1,
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """What `solve`, `sbgm_edu.sampling.sample`, chapter 9 and the benchmarks need to know about a solver."""
+
+    function: Solver
+    """function(score_fn, sde, x1, ts, return_path=False, **options) -> x at ts[-1]."""
+    evaluations_per_step: int
+    """Score evaluations per step (on grids ending at t = eps > 0)."""
+    label: str
+    """Display label for tables and figures (may hold MyST math, e.g. "Euler in $t$")."""
+    order: int
+    """Order of the deterministic solver (weak order if stochastic)."""
+    stochastic: bool = False
+    """True: the function also takes generator=None (a torch.Generator for its noise)."""
+
+
+REGISTRY: dict[str, SolverSpec] = {
+    "euler": SolverSpec(euler_t, 1, "Euler in $t$", 1),
+    "heun": SolverSpec(heun_t, 2, "Heun in $t$", 2),
+    "euler_sigma": SolverSpec(euler_sigma, 1, "Euler in $\\sigma$ (DDIM)", 1),
+    "ddim": SolverSpec(euler_sigma, 1, "Euler in $\\sigma$ (DDIM)", 1),
+    "heun_edm": SolverSpec(heun_edm, 2, "Heun in $\\sigma$ (EDM)", 2),
+    "dpm_solver_2m": SolverSpec(dpm_solver_2m, 1, "DPM-Solver++(2M)", 2),
+    "euler_maruyama": SolverSpec(euler_maruyama_reverse, 1, "reverse SDE, Euler–Maruyama", 1, stochastic=True),
+    "pc": SolverSpec(predictor_corrector, 2, "predictor–corrector (Langevin)", 1, stochastic=True),
+    "annealed_langevin": SolverSpec(annealed_langevin, 100, "annealed Langevin", 0, stochastic=True),  # no SDE solved
+    "edm_stochastic": SolverSpec(edm_stochastic, 2, "EDM stochastic (Alg. 2)", 1, stochastic=True),
 }
-"""Score evaluations per step of each solver (on grids ending at t = eps > 0)."""
+"""Every solver by name. "ddim" is another name for "euler_sigma" (the same function)."""
+
+
+class _RegistryView(Mapping):
+    """A read-only, live view of one field of `REGISTRY`: name -> getattr(spec, field)."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __getitem__(self, name: str):
+        return getattr(REGISTRY[name], self.field)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(REGISTRY)
+
+    def __len__(self) -> int:
+        return len(REGISTRY)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+SOLVERS: Mapping[str, Solver] = _RegistryView("function")
+"""Solvers by name: a read-only view of `REGISTRY` (kept for older code)."""
+
+EVALUATIONS_PER_STEP: Mapping[str, int] = _RegistryView("evaluations_per_step")
+"""Score evaluations per step of each solver: a read-only view of `REGISTRY`."""
+
+
+def distinct_solvers() -> list[str]:
+    """The names of `REGISTRY` without aliases (the first name of each function), in registry order."""
+    seen, names = set(), []
+    for name, spec in REGISTRY.items():
+        if spec.function not in seen:
+            seen.add(spec.function)
+            names.append(name)
+    return names
 
 
 def solve(
@@ -494,150 +539,58 @@ def solve(
     sde: SDE,
     x1: torch.Tensor,
     ts: Sequence[float] | torch.Tensor,
-    solver: str = "euler",
+    name: str = "euler",
+    generator: torch.Generator | None = None,
     return_path: bool = False,
+    **options,
 ) -> torch.Tensor:
-    """Run the solver named `solver` (a key of `SOLVERS`) on the PF-ODE from x1 at ts[0] to ts[-1]."""
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
-    return SOLVERS[solver](score_fn, sde, x1, ts, return_path=return_path)
+    """Run the solver `name` (a key of `REGISTRY`) on the PF-ODE (or reverse SDE) from x1 at ts[0] to ts[-1].
 
-
-class CountingScore:
-    """Wrap a score function and count its evaluations: `calls` (number of calls) and `rows` (points scored).
-
-    Use it to measure the number of function evaluations (NFE) of a solver rather than trusting a formula.
+    generator is passed to stochastic solvers only (deterministic ones have no randomness);
+    options go to the solver's function. Returns (N, D), or the path (len(ts), N, D).
     """
-
-    def __init__(self, score_fn: ScoreFn) -> None:
-        check_score_fn(score_fn)
-        self.score_fn = score_fn
-        self.calls = 0
-
-    def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
-        self.calls += 1
-        return self.score_fn(x, t)
+    spec = REGISTRY[check_choice(name, "name", REGISTRY)]
+    if spec.stochastic:
+        options["generator"] = generator
+    return spec.function(score_fn, sde, x1, ts, return_path=return_path, **options)
 
 
-def gaussian_pf_ode_flow(
-    sde: SDE, mu: torch.Tensor, s: float, x_start: torch.Tensor, t_start: float, t_end: float
-) -> torch.Tensor:
-    """The exact PF-ODE flow for Gaussian data N(mu, s^2 I): map x at t_start to t_end, eq. (ch9-gaussian-flow).
-
-    p_t = N(m_t mu, v_t I) with v_t = m_t^2 s^2 + sigma_t^2, and the PF-ODE moves each point along
-    x_t = m_t mu + (x_start - m_start mu) sqrt(v_t / v_start). For VE (m = 1) this is
-    x_t = mu + (x_1 - mu) sqrt((s^2 + sigma_t^2)/(s^2 + sigma_1^2)).
-
-    Args:
-        sde: the SDE; mu: the data mean, shape (1, D) or (D,); s >= 0: the data std.
-        x_start: points at t_start, shape (N, D).
-    """
-    check_sde(sde)
-    check_tensor(x_start, "x_start", ndim=2)
-    m0, m1 = sde.marginal_mean_coeff(t_start).item(), sde.marginal_mean_coeff(t_end).item()
-    v0 = m0**2 * s**2 + sde.marginal_std(t_start).item() ** 2
-    v1 = m1**2 * s**2 + sde.marginal_std(t_end).item() ** 2
-    mu = mu.to(x_start.dtype)
-    return m1 * mu + (x_start - m0 * mu) * math.sqrt(v1 / v0)
-
-COMPARED_METHODS: list[tuple[str, str]] = [
-    ("euler", "uniform"), ("euler", "edm"), ("heun", "uniform"), ("euler_sigma", "uniform"), ("euler_sigma", "edm"),
-    ("heun_edm", "edm"), ("dpm_solver_2m", "edm"), ("dpm_solver_2m", "logsnr"),
-]
-"""The (solver, grid) pairs that chapter 9 and the benchmarks compare."""
-
-COMPARED_NFES: list[int] = [4, 6, 8, 10, 16, 32, 64]
-"""The score-evaluation budgets of chapter 9's error-against-NFE table."""
-
-ErrorProblem = tuple[ScoreFn, torch.Tensor, float]
-"""(exact score_fn, exact end point x_eps for each prior draw (N, D), the data's scale)."""
+_MOVED_TO_SOLVER_STUDY = ("COMPARED_METHODS", "COMPARED_NFES", "CountingScore", "ErrorProblem",
+                          "error_vs_nfe", "gaussian_pf_ode_flow", "reference_problems")
 
 
-def reference_problems(sde: SDE, x1: torch.Tensor, eps: float = 1e-5) -> dict[str, ErrorProblem]:
-    """Chapter 9's two exact-score problems, solved exactly from the prior draws x1 (N, 2) at t = 1 to t = eps.
+def __getattr__(name: str):
+    """Chapter 9's experiment helpers moved to `sbgm_edu.solver_study`; the old import path keeps working."""
+    if name in _MOVED_TO_SOLVER_STUDY:
+        from sbgm_edu import solver_study
 
-    (a) Gaussian data N(mu, s^2 I), mu = (0.5, -1), s = 0.5: exact end points from the closed-form
-        flow (`gaussian_pf_ode_flow`); scale s.
-    (b) the 2-D mixture of `sbgm_edu.data.toy_mixture_params`: end points from scipy's DOP853 with
-        rtol = atol = 1e-10 on the PF-ODE with the exact score; scale the per-coordinate std of the mixture.
-    Everything in float64.
-    """
-    from scipy.integrate import solve_ivp
-
-    from sbgm_edu.data import toy_mixture_params
-    from sbgm_edu.scores import diffused_mixture_score
-
-    check_sde(sde)
-    check_tensor(x1, "x1", ndim=2)
-    eps = check_eps(eps)
-    x1 = x1.to(torch.float64)
-    mu, s = torch.tensor([[0.5, -1.0]], dtype=torch.float64), 0.5
-    gauss_score = diffused_mixture_score(sde, mu, torch.tensor([s], dtype=torch.float64),
-                                         torch.ones(1, dtype=torch.float64))
-    gauss_exact = gaussian_pf_ode_flow(sde, mu, s, x1, 1.0, eps)
-
-    params = {k: v.to(torch.float64) for k, v in toy_mixture_params().items()}
-    mix_score = diffused_mixture_score(sde, **params)
-    drift = pf_ode_drift(sde, mix_score)
-    ref = solve_ivp(lambda t, y: drift(torch.as_tensor(y).reshape(x1.shape), float(t)).reshape(-1).numpy(),
-                    (1.0, eps), x1.reshape(-1).numpy(), method="DOP853", rtol=1e-10, atol=1e-10)
-    mix_exact = torch.as_tensor(ref.y[:, -1]).reshape(x1.shape)
-    w, m, sd = params["weights"], params["means"], params["stds"]
-    mix_mean = (w[:, None] * m).sum(0)
-    mix_scale = math.sqrt((w * (sd**2 + ((m - mix_mean) ** 2).sum(1) / 2)).sum().item())  # per coordinate
-    return {"(a) Gaussian": (gauss_score, gauss_exact, s), "(b) mixture": (mix_score, mix_exact, mix_scale)}
-
-
-def error_vs_nfe(
-    problems: dict[str, ErrorProblem],
-    sde: SDE,
-    x1: torch.Tensor,
-    methods: Sequence[tuple[str, str]],
-    nfes: Sequence[int],
-    eps: float = 1e-5,
-) -> dict[tuple[str, str, str], list[tuple[int, float]]]:
-    """Error at t = eps against the number of score evaluations, for each problem and (solver, grid).
-
-    For each NFE budget the solver takes NFE // EVALUATIONS_PER_STEP[solver] steps on the named grid;
-    the NFE reported is the COUNTED number of score calls (`CountingScore`). The error is the RMS
-    distance to the exact end point divided by the problem's data scale.
-
-    Returns:
-        {(problem, solver, grid): [(counted NFE, relative RMS error), ...]} in the order of `nfes`.
-    """
-    x1 = x1.to(torch.float64)
-    errors: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
-    for pname, (score, exact, scale) in problems.items():
-        for solver, grid in methods:
-            rows = []
-            for nfe in nfes:
-                counter = CountingScore(score)
-                steps = max(1, nfe // EVALUATIONS_PER_STEP[solver])
-                x = solve(counter, sde, x1, time_grid(sde, steps, eps, grid), solver)
-                rows.append((counter.calls, (x - exact).pow(2).mean().sqrt().item() / scale))
-            errors[pname, solver, grid] = rows
-    return errors
+        return getattr(solver_study, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "EVALUATIONS_PER_STEP",
     "GRIDS",
+    "REGISTRY",
     "SOLVERS",
-    "COMPARED_METHODS",
-    "COMPARED_NFES",
-    "CountingScore",
+    "TIME_GRIDS",
+    "SolverSpec",
     "data_prediction",
+    "distinct_solvers",
+    "annealed_langevin",
     "dpm_solver_2m",
+    "edm_stochastic",
     "edm_time_grid",
-    "error_vs_nfe",
     "euler_sigma",
+    "euler_maruyama_reverse",
     "euler_t",
-    "gaussian_pf_ode_flow",
     "heun_edm",
     "heun_t",
+    "langevin_corrector",
+    "langevin_step_size",
     "logsnr_time_grid",
     "noise_level",
-    "reference_problems",
+    "predictor_corrector",
     "solve",
     "time_grid",
     "time_of_noise_level",

@@ -152,7 +152,7 @@ def _call(**overrides):
         (dict(steps_list=[2.5, 8]), TypeError, "steps_list"),
         (dict(steps_list=8), TypeError, "steps_list"),
         (dict(t1=0.0), ValueError, "t0 and t1 must differ"),
-        (dict(t1=float("inf")), ValueError, "t1 must be finite"),
+        (dict(t1=float("inf")), ValueError, "t1 must be a finite float"),
         (dict(t0="0"), TypeError, "t0"),
         (dict(exact=torch.zeros(3, 2, dtype=torch.float64)), ValueError, "exact must have the shape"),
         (dict(exact=torch.full((2, 2), float("nan"), dtype=torch.float64)), ValueError, "exact must be finite"),

@@ -105,3 +105,17 @@ def test_bad_inputs_raise():
         gaussian_kl(torch.zeros(2), torch.zeros(2, 2), torch.zeros(2), eye)
     with pytest.raises(ValueError, match="cov1"):
         gaussian_kl(torch.zeros(2), eye, torch.zeros(2), torch.eye(3))
+
+
+def test_non_symmetric_covariances_and_empty_clouds_are_rejected():
+    # issue 10: a non-symmetric "covariance" was accepted (Cholesky reads one triangle) and gave 0;
+    # an empty cloud gave W2 = NaN.
+    mean = torch.zeros(2, dtype=torch.float64)
+    cov = torch.tensor([[1.0, 0.5], [0.0, 1.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="cov0 must be symmetric"):
+        gaussian_kl(mean, cov, mean, torch.eye(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="cov1 must be symmetric"):
+        gaussian_kl(mean, torch.eye(2, dtype=torch.float64), mean, cov)
+    empty = torch.zeros(0, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="x must hold at least 1 row"):
+        wasserstein2_empirical(empty, empty)

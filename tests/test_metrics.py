@@ -209,3 +209,13 @@ def test_default_data_matches_explicit_data(digits):
     assert cached.keys() == explicit.keys()
     for key in cached:
         assert cached[key] == pytest.approx(explicit[key], rel=1e-6, abs=1e-9), key
+
+
+def test_non_symmetric_covariance_and_empty_features_are_rejected():
+    # issue 10: gaussian_frechet_distance accepted a non-symmetric matrix as a covariance
+    mean = torch.zeros(2, dtype=torch.float64)
+    cov = torch.tensor([[1.0, 0.9], [0.0, 1.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="cov_a must be symmetric"):
+        gaussian_frechet_distance(mean, cov, mean, torch.eye(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="at least one column"):
+        pairwise_rmse(torch.zeros(3, 0), torch.zeros(3, 0))

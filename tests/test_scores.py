@@ -91,3 +91,9 @@ def test_bad_mixture_arguments_raise():
         mixture_score(x, MEANS * float("nan"), STDS, WEIGHTS)
     with pytest.raises(ValueError, match="t must be > 0"):
         empirical_score(VESDE(25.0), MEANS)(x, 0.0)
+
+
+def test_empirical_score_of_an_empty_data_set_is_rejected():
+    # issue 10: data of shape (0, D) ended in a ZeroDivisionError inside the weights
+    with pytest.raises(ValueError, match="data must hold at least 1 row"):
+        empirical_score(VESDE(5.0), torch.zeros(0, 2))

@@ -9,7 +9,7 @@ from scipy.integrate import solve_ivp
 
 from sbgm_edu.ode import heun
 from sbgm_edu.scores import diffused_mixture_score
-from sbgm_edu.sde import VESDE, VPSDE, SubVPSDE, euler_maruyama, pf_ode_drift
+from sbgm_edu.sde import SDE, VESDE, VPSDE, SubVPSDE, euler_maruyama, pf_ode_drift
 
 
 def test_marginal_std_matches_the_formula():
@@ -168,7 +168,7 @@ def test_sub_vp_std_is_below_vp_std_and_priors_are_standard_normal():
 def test_bad_vp_arguments_raise():
     with pytest.raises(ValueError, match="beta_min must be a finite float > 0"):
         VPSDE(beta_min=0.0)
-    with pytest.raises(ValueError, match="beta_max must be >= beta_min"):
+    with pytest.raises(ValueError, match="beta_max must be a finite float >= 5"):
         SubVPSDE(beta_min=5.0, beta_max=1.0)
     with pytest.raises(TypeError, match="beta_max"):
         VPSDE(beta_max="20")
@@ -179,3 +179,102 @@ def test_sample_prior_in_float64_draws_float64_normals():
     x = sde.sample_prior(5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     z = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     assert x.dtype == torch.float64 and torch.equal(x, sde.prior_std() * z)
+
+
+# ---------------------------------------------------------------------------
+# issue 10: the SDE interface is abstract and complete; a new SDE needs no other change
+# ---------------------------------------------------------------------------
+
+
+def test_vesde_whose_prior_overflows_is_rejected():
+    # sigma_1^2 = (sigma^2 - 1) / (2 ln sigma) is inf in float64 for sigma = 1e160
+    with pytest.raises(ValueError, match="sigma must be <"):
+        VESDE(1e160)
+    assert math.isfinite(VESDE(1e150).prior_std())
+
+
+def test_sde_is_abstract_and_likelihood_weight_is_g_squared():
+    from sbgm_edu.sde import SDE
+
+    with pytest.raises(TypeError):
+        SDE()
+    sde = VPSDE()
+    t = torch.tensor([0.1, 0.5], dtype=torch.float64)
+    assert torch.allclose(sde.likelihood_weight(t), 0.1 + t * 19.9)  # g^2 = beta(t)
+
+
+class ConstantDiffusionSDE(SDE):
+    """dx = c dv, written here from scratch: f = 0, g = c, m_t = 1, sigma_t = c sqrt(t) = sigma~_t.
+
+    Its prior N(0, (c^2 + s^2) I) is exactly p_1 for data N(0, s^2 I), so that any correct sampler,
+    deterministic or stochastic, turns prior draws into draws of p_eps = N(0, (s^2 + c^2 eps) I).
+    """
+
+    def __init__(self, c: float = 3.0, s: float = 0.5) -> None:
+        self.c, self.s = c, s
+
+    @staticmethod
+    def _t(t):
+        return t if isinstance(t, torch.Tensor) else torch.tensor(float(t), dtype=torch.float64)
+
+    def drift(self, x, t):
+        return torch.zeros_like(x)
+
+    def diffusion(self, t):
+        return self.c * torch.ones_like(self._t(t))
+
+    def marginal_mean_coeff(self, t):
+        return torch.ones_like(self._t(t))
+
+    def marginal_std(self, t):
+        return self.c * torch.sqrt(self._t(t))
+
+    def prior_std(self):
+        return math.sqrt(self.c**2 + self.s**2)
+
+    def time_of_noise_level(self, sigma):
+        return (torch.as_tensor(sigma, dtype=torch.float64) / self.c) ** 2
+
+
+def test_a_new_sde_samples_with_every_solver_computes_a_likelihood_and_trains():
+    from sbgm_edu.likelihood import log_prob
+    from sbgm_edu.sampling import sample
+    from sbgm_edu.solvers import REGISTRY
+    from sbgm_edu.train import train
+    from tests.oracles import gaussian_flow, gaussian_pf_ode_log_prob, gaussian_score
+
+    sde = ConstantDiffusionSDE(3.0, 0.5)
+    zero, s, eps, n = torch.zeros(1, 2, dtype=torch.float64), 0.5, 1e-3, 2000
+    score = gaussian_score(sde, zero, s)
+    x1 = sde.prior_std() * torch.randn(n, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    exact = gaussian_flow(sde, zero, s, x1, 1.0, eps)
+    var = s**2 + 9.0 * eps  # p_eps = N(0, var I)
+    for name, spec in REGISTRY.items():
+        x = sample(score, sde, n, 2, 200, solver=name, eps=eps, grid="edm",
+                   generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        # 5 standard errors of the mean and of the variance (var of a sample variance: 2 var^2 / n)
+        assert x.mean(0).abs().max() < 5 * math.sqrt(var / n), name
+        assert (x.var(0) - var).abs().max() < 5 * var * math.sqrt(2 / n), name
+        if not spec.stochastic:  # a deterministic solver follows the exact flow point by point
+            assert (x - exact).abs().max() < 0.05 * s, name  # Euler, first order, is the least accurate
+    mu = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
+    score = gaussian_score(sde, mu, s)
+    x0 = mu + s * torch.randn(5, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    got = log_prob(score, sde, x0, steps=20, eps=eps)
+    assert torch.allclose(got, gaussian_pf_ode_log_prob(sde, mu, s, x0, eps), atol=1e-3)
+
+    class TinyScore(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(3, 2)
+
+        def forward(self, x, t):
+            t = torch.as_tensor(t, dtype=x.dtype).expand(x.shape[0])
+            return self.layer(torch.cat([x, t[:, None]], dim=1))
+
+    torch.manual_seed(0)
+    net, data = TinyScore(), (mu + s * torch.randn(64, 2, generator=torch.Generator().manual_seed(2))).float()
+    before = [p.detach().clone() for p in net.parameters()]
+    history = train(net, sde, data, data[:16], epochs=1, batch_size=64, ema_decay=None, progress=False)
+    assert history["steps"] == 1 and math.isfinite(history["train_loss"][0])
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))

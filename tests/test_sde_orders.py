@@ -95,13 +95,13 @@ def test_observed_orders_are_one_half_strong_and_one_weak():
 @pytest.mark.parametrize(
     "call, exc, match",
     [
-        (lambda: brownian_increments(0, (3,)), ValueError, "n_steps"),
+        (lambda: brownian_increments(0, (3,)), ValueError, "steps must be an int"),
         (lambda: brownian_increments(4, (3,), t_end=0.0), ValueError, "t_end"),
         (lambda: coarsen_increments(torch.zeros(5, 2), 2), ValueError, "factor"),
         (lambda: euler_maruyama_driven(lambda x, t: x, lambda x, t: x, torch.zeros(3), torch.zeros(4, 2)), ValueError,
          "dv"),
         (lambda: gbm_exact(torch.ones(2), float("nan"), 1.0, 1.0, torch.zeros(2)), ValueError, "mu"),
-        (lambda: gbm_em_errors([4, 6], 100), ValueError, "steps"),
+        (lambda: gbm_em_errors([4, 6], 100), ValueError, "steps_list entries must divide"),
         (lambda: gbm_em_errors([4], 1), ValueError, "n_paths"),
     ],
 )

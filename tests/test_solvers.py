@@ -139,11 +139,12 @@ def test_score_evaluations_per_step(name):
     sde = VESDE(10.0)
     _, _, score, x1 = gaussian_setup(sde)
     counter = CountingScore(score)
-    path = solve(counter, sde, x1, edm_time_grid(sde, 7), name, return_path=True)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731 (used by the stochastic solvers only)
+    path = solve(counter, sde, x1, edm_time_grid(sde, 7), name, generator=gen(), return_path=True)
     assert counter.calls == 7 * EVALUATIONS_PER_STEP[name]
     assert path.shape == (8, *x1.shape)
     assert torch.equal(path[0], x1)
-    assert torch.allclose(path[-1], solve(score, sde, x1, edm_time_grid(sde, 7), name))
+    assert torch.allclose(path[-1], solve(score, sde, x1, edm_time_grid(sde, 7), name, generator=gen()))
 
 
 def test_bad_arguments_raise():
@@ -210,3 +211,100 @@ def test_error_vs_nfe_counts_evaluations_and_errors_fall():
         (n_small, e_small), (n_large, e_large) = rows
         assert (n_small, n_large) == (8, 32)  # counted calls equal the budgets for these solvers
         assert e_large < e_small
+
+
+# ---------------------------------------------------------------------------
+# issue 10: defects, each reproduced by a test that failed before its fix
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sde", ALL_SDES, ids=repr)
+@pytest.mark.parametrize("name", ["euler_sigma", "heun_edm", "dpm_solver_2m"])
+def test_noise_level_solvers_on_a_grid_ending_at_zero_take_the_last_euler_step(sde, name):
+    # Karras et al.'s last-step rule: the step to sigma~ = 0 is an Euler step, which lands on D.
+    # For one data point x*, D = x* exactly, so every such solver must return x* (no 0/0).
+    from tests.oracles import gaussian_score
+
+    point = torch.tensor([[0.3, -0.7]], dtype=F64)
+    x1 = sde.prior_std() * torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    ts = torch.cat([edm_time_grid(sde, 6)[:-1], torch.zeros(1, dtype=F64)])
+    got = solve(gaussian_score(sde, point, 0.0), sde, x1, ts, name)
+    assert torch.allclose(got, point.expand_as(got), atol=1e-9)
+
+
+def test_noise_level_solvers_reject_a_start_at_noise_level_zero():
+    sde = VESDE(10.0)
+    _, _, score, x1 = gaussian_setup(sde)
+    for name in ("euler_sigma", "heun_edm", "dpm_solver_2m"):
+        with pytest.raises(ValueError, match=r"ts\[0\] = 0.0 has noise level 0"):
+            solve(score, sde, x1, torch.tensor([0.0, 0.5, 1.0], dtype=F64), name)
+
+
+@pytest.mark.parametrize("grid", ["edm", "logsnr"])
+def test_noise_level_grids_work_for_a_steep_vp_sde(grid):
+    # VPSDE(0.1, 2000): sigma~_1 = sqrt(e^{B(1)} - 1) ~ 1.4e217, whose square overflows float64
+    sde = VPSDE(0.1, 2000.0)
+    ts = time_grid(sde, 10, 1e-5, grid)
+    assert ts[0] == 1.0 and ts[-1] == 1e-5 and (ts[1:] < ts[:-1]).all()
+    # the defining spacing: ln sigma~ uniform (log-SNR), sigma~^{1/7} uniform (EDM)
+    spaced = noise_level(sde, ts).log() if grid == "logsnr" else noise_level(sde, ts) ** (1 / 7)
+    gaps = spaced[1:] - spaced[:-1]
+    assert torch.allclose(gaps, gaps.mean().expand_as(gaps), rtol=1e-6)
+
+
+@pytest.mark.parametrize("sde", ALL_SDES, ids=repr)
+def test_time_of_noise_level_is_finite_up_to_huge_noise_levels(sde):
+    sigma = torch.tensor([1e-300, 1e100, 1e200, 1e300], dtype=F64)
+    t = time_of_noise_level(sde, sigma)
+    assert torch.isfinite(t).all() and (t[1:] > t[:-1]).all()
+    if isinstance(sde, VESDE):  # t = ln(1 + a sigma^2) / a ~ (ln a + 2 ln sigma) / a for large sigma
+        a = 2 * math.log(25.0)
+        assert torch.allclose(t[1:], (math.log(a) + 2 * sigma[1:].log()) / a, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_a_score_of_the_wrong_shape_is_an_error_not_a_broadcast(name):
+    sde = VESDE(10.0)
+    _, _, score, x1 = gaussian_setup(sde)
+    with pytest.raises(ValueError, match=r"score_fn must return a tensor of shape \(8, 2\), got \(8, 1\)"):
+        solve(lambda x, t: score(x, t)[:, :1], sde, x1, uniform_time_grid(4), name)
+
+
+def test_counting_score_counts_calls_and_rows():
+    from sbgm_edu.solver_study import CountingScore as StudyCountingScore
+
+    assert StudyCountingScore is CountingScore  # the old import path still works
+    sde = VESDE(10.0)
+    _, _, score, x1 = gaussian_setup(sde)
+    counter = CountingScore(score)
+    solve(counter, sde, x1, uniform_time_grid(5), "heun")
+    assert counter.calls == 10 and counter.rows == 10 * x1.shape[0]
+
+
+@pytest.mark.parametrize("nfe", [0, -4])
+def test_error_vs_nfe_rejects_budgets_below_one(nfe):
+    from sbgm_edu.solver_study import error_vs_nfe
+
+    sde = VESDE(10.0)
+    _, _, score, x1 = gaussian_setup(sde)
+    with pytest.raises(ValueError, match="nfes entries must be an int >= 1"):
+        error_vs_nfe({"g": (score, x1, 1.0)}, sde, x1, [("euler", "uniform")], [4, nfe])
+
+
+def test_registry_views_and_solve_follow_registry_entries(monkeypatch):
+    from sbgm_edu import solvers
+
+    calls = []
+
+    def noisy_solver(score_fn, sde, x1, ts, return_path=False, generator=None, scale=1.0):
+        calls.append((generator, scale))
+        return x1 * scale
+
+    spec = solvers.SolverSpec(noisy_solver, 3, "a test solver", 1, stochastic=True)
+    monkeypatch.setitem(solvers.REGISTRY, "test_solver", spec)
+    assert SOLVERS["test_solver"] is noisy_solver and EVALUATIONS_PER_STEP["test_solver"] == 3
+    assert "test_solver" in SOLVERS and len(SOLVERS) == len(solvers.REGISTRY)
+    gen = torch.Generator()
+    x1 = torch.ones(2, 2, dtype=F64)
+    assert torch.equal(solve(None, VESDE(2.0), x1, uniform_time_grid(2), "test_solver", gen, scale=2.0), 2 * x1)
+    assert calls == [(gen, 2.0)]
