@@ -252,3 +252,19 @@ def test_sliced_wasserstein2_of_isotropic_gaussians_matches_the_closed_form():
     assert sliced_wasserstein2(x, x[torch.randperm(n, generator=gen(4))], generator=gen(3)) < 1e-12
     with pytest.raises(ValueError, match="same shape"):
         sliced_wasserstein2(x, y[:10])
+
+
+@pytest.mark.parametrize("solver", ["euler_maruyama", "pc", "edm_stochastic"])
+def test_sample_runs_the_stochastic_solvers_by_name_with_one_generator(solver):
+    # sampling.sample draws x_1 and the solver's noise from the one generator: same seed, same samples.
+    # 4000 samples of Gaussian data started from the prior: mean within 6 SE plus the prior-mismatch bias,
+    # at most |mu| (v_eps / v_1)^(1/2) = 0.06 (the eta = 0 value of eq. (rsde-start-contraction)); std within 6 %.
+    from sbgm_edu.sampling import sample
+
+    sde = VESDE(25.0)
+    score = gaussian_score(sde)
+    a = sample(score, sde, 4000, 2, 60, solver=solver, grid="edm", eps=1e-3, generator=gen(3), dtype=F64)
+    b = sample(score, sde, 4000, 2, 60, solver=solver, grid="edm", eps=1e-3, generator=gen(3), dtype=F64)
+    assert torch.equal(a, b)
+    assert (a.mean(0) - MU[0]).abs().max() < 6 * S / math.sqrt(4000) + 0.06
+    assert (a.std(0) / S - 1).abs().max() < 0.06
