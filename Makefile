@@ -1,7 +1,8 @@
 # Two commands on a fresh machine (see README.md):
 #   make book   installs everything into .venv and builds the HTML book into _build/html
 #   make test   installs everything (and Debian's chromium) and runs every check CI runs
-# Others: make lab (open the chapters in JupyterLab), make bench (measure the book's claims, ~20 min),
+# Others: make lab (open the chapters in JupyterLab), make exercises (student notebooks without
+# solutions in _build/exercises), make bench (measure the book's claims, ~20 min),
 # make clean-notebooks, make clean.
 
 SHELL := /bin/bash
@@ -12,7 +13,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JB_BUILD := $(BIN)/jupyter-book build . -W -n --keep-going
 
-.PHONY: book test lab bench lint unit nbval site browser install clean clean-notebooks
+.PHONY: book test lab bench exercises lint unit nbval site browser install clean clean-notebooks
 
 install: $(STAMP)
 
@@ -53,7 +54,11 @@ test: install browser lint unit nbval
 
 # Full benchmark run: writes benchmarks/results.json and results.md (the appendix shows them).
 bench: install
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --update-committed
+
+# One notebook per chapter with every solution replaced by a stub, to hand out.
+exercises: install
+	$(BIN)/python scripts/make_exercises.py
 
 lab: install
 	$(BIN)/jupyter lab book

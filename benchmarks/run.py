@@ -1,7 +1,8 @@
 """Measure the book's claims on this machine: build time, training, sampling, solver accuracy.
 
-    python -m benchmarks           # full run, writes benchmarks/results.json and benchmarks/results.md
-    python -m benchmarks --fast    # smoke run for CI: tiny training, one repeat, writes under _build/
+    python -m benchmarks                      # full run, writes _build/benchmarks/results.json and .md
+    python -m benchmarks --update-committed   # full run, also writes benchmarks/results.json and results.md
+    python -m benchmarks --fast               # smoke run for CI: tiny training, one repeat, writes under _build/
 
 Each figure that is a time is the median over repeats; the number of repeats is stored next to it.
 Training and sampling run on one CPU thread (the setting the recipes were tuned for; say so if you
@@ -26,13 +27,13 @@ from typing import Any
 
 import torch
 
+from sbgm_edu.checkpoints import load_pretrained
 from sbgm_edu.metrics import METRIC_NAMES
-from sbgm_edu.recipes import BOOK, ORIGINAL, measure_recipe, train_recipe
+from sbgm_edu.recipes import RECIPES, measure_recipe, train_recipe
 from sbgm_edu.sampling import sample
 from sbgm_edu.sde import VESDE
 from sbgm_edu.solver_study import COMPARED_METHODS, COMPARED_NFES, CountingScore, error_vs_nfe, reference_problems
 from sbgm_edu.solvers import REGISTRY, distinct_solvers
-from sbgm_edu.train import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -89,10 +90,10 @@ def bench_book(fast: bool, repeats: int) -> dict[str, Any]:
 def bench_training(fast: bool) -> dict[str, Any]:
     """Train the original and the book's recipe in this run, each to its own stopping point; measure at T = 20."""
     rows = {}
-    for recipe in (ORIGINAL, BOOK):
+    for name, recipe in RECIPES.items():
         model, sde, history = train_recipe(recipe, epochs=2 if fast else None)
         report, _ = measure_recipe(model, sde, recipe, n=200 if fast else 1000, steps=20)
-        rows[recipe["name"]] = {
+        rows[name] = {
             "train_seconds": history["seconds_total"],
             "epochs_run": len(history["epoch"]),
             "stopped": history["stopped"],
@@ -181,17 +182,32 @@ def to_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+COMMITTED = ROOT / "benchmarks" / "results.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; args.outputs lists the results.json paths to write (the committed one only when asked)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fast", action="store_true", help="smoke run for CI (tiny training, one repeat)")
-    parser.add_argument("--out", type=Path, help="results.json path (default benchmarks/results.json, "
+    parser.add_argument("--out", type=Path, help="results.json path (default _build/benchmarks/results.json, "
                         "or _build/benchmarks-fast/results.json with --fast)")
+    parser.add_argument("--update-committed", action="store_true",
+                        help=f"also write the committed {COMMITTED} and its .md (not with --fast)")
     parser.add_argument("--repeats", type=int, default=None, help="repeats of each timing (default 5 for sampling, "
                         "1 for the book build and nbval; 1 in fast mode)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training and sampling")
     args = parser.parse_args(argv)
-    out = args.out or (ROOT / "_build" / "benchmarks-fast" / "results.json" if args.fast
-                       else ROOT / "benchmarks" / "results.json")
+    if args.update_committed and args.fast:
+        parser.error("--update-committed needs a full run, not --fast")
+    out = args.out or ROOT / "_build" / ("benchmarks-fast" if args.fast else "benchmarks") / "results.json"
+    if out.resolve() == COMMITTED.resolve() and not args.update_committed:
+        parser.error(f"--out {out} is the committed result: pass --update-committed instead")
+    args.outputs = [out] + ([COMMITTED] if args.update_committed and out.resolve() != COMMITTED.resolve() else [])
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     sampling_repeats = args.repeats or (1 if args.fast else 5)
@@ -205,14 +221,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              ("sampling", lambda: bench_sampling(sampling_repeats)),
              ("training", lambda: bench_training(args.fast)),
              ("book", lambda: bench_book(args.fast, args.repeats or 1))]
-    out.parent.mkdir(parents=True, exist_ok=True)
+    for out in args.outputs:
+        out.parent.mkdir(parents=True, exist_ok=True)
     for key, fn in steps:
         t0 = time.perf_counter()
         results[key] = fn()
         results["total_seconds"] = time.perf_counter() - start
         # save after every step: the book build (last) includes results.md, and a crash keeps what was measured
-        out.write_text(json.dumps(results, indent=1) + "\n")
-        out.with_suffix(".md").write_text(to_markdown(results))
+        for out in args.outputs:
+            out.write_text(json.dumps(results, indent=1) + "\n")
+            out.with_suffix(".md").write_text(to_markdown(results))
         print(f"[benchmarks] {key}: {time.perf_counter() - t0:.1f} s", flush=True)
-    print(f"[benchmarks] wrote {out} and {out.with_suffix('.md')} in {results['total_seconds']:.0f} s")
+    print(f"[benchmarks] wrote {', '.join(map(str, args.outputs))} (and .md) in {results['total_seconds']:.0f} s")
     return results

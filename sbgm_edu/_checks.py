@@ -44,8 +44,7 @@ def check_eps(eps: float, name: str = "eps") -> float:
 
 def check_score_fn(score_fn: object) -> None:
     """Check that `score_fn` can be called as score_fn(x, t)."""
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable as score_fn(x, t), got {type(score_fn).__name__}")
+    check_callable(score_fn, "score_fn", "score_fn(x, t)")
 
 
 def check_time_grid(ts: Sequence[float] | torch.Tensor, name: str = "ts") -> torch.Tensor:

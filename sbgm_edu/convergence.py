@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from sbgm_edu._checks import check_float, check_positive_int, check_tensor
+from sbgm_edu._checks import check_callable, check_float, check_output_shape, check_positive_int, check_tensor
 from sbgm_edu.ode import VectorField
 
 Solver = Callable[[VectorField, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -34,10 +34,10 @@ def _check_time_span(t0: float, t1: float) -> tuple[float, float]:
 def _check_steps_list(steps_list: Sequence[int]) -> list[int]:
     if isinstance(steps_list, (str, bytes)) or not isinstance(steps_list, Sequence):
         raise TypeError(f"steps_list must be a sequence of ints >= 1, got {type(steps_list).__name__}")
-    steps = [check_positive_int(n, "steps_list entries") for n in steps_list]
-    if len(set(steps)) < 2:
+    counts = [check_positive_int(n, "steps_list entries") for n in steps_list]
+    if len(set(counts)) < 2:
         raise ValueError(f"steps_list must hold at least 2 different step counts to fit a slope, got {steps_list}")
-    return steps
+    return counts
 
 
 def uniform_grid(t0: float, t1: float, steps: int) -> torch.Tensor:
@@ -72,20 +72,11 @@ def final_time_error(
     Returns:
         The largest absolute error over all entries (the max norm), a float.
     """
-    if not callable(solver):
-        raise TypeError(f"solver must be callable as solver(f, x0, ts), got {type(solver).__name__}")
-    if not callable(f):
-        raise TypeError(f"f must be callable as f(x, t), got {type(f).__name__}")
-    check_tensor(x0, "x0")
-    check_tensor(exact, "exact")
-    if exact.shape != x0.shape:
-        raise ValueError(
-            f"exact must have the shape of x0 {tuple(x0.shape)} (it is x(t1)), got {tuple(exact.shape)}"
-        )
-    ts = uniform_grid(t0, t1, steps).to(x0.dtype)
-    x_end = solver(f, x0, ts)
-    if not isinstance(x_end, torch.Tensor) or x_end.shape != x0.shape:
-        raise ValueError(f"solver must return a tensor of the shape of x0 {tuple(x0.shape)}")
+    check_callable(solver, "solver", "solver(f, x0, ts)")
+    check_callable(f, "f", "f(x, t)")
+    if check_tensor(exact, "exact").shape != check_tensor(x0, "x0").shape:
+        raise ValueError(f"exact must have the shape of x0 {tuple(x0.shape)} (it is x(t1)), got {tuple(exact.shape)}")
+    x_end = check_output_shape(solver(f, x0, uniform_grid(t0, t1, steps).to(x0.dtype)), x0.shape, "solver")
     return (x_end - exact.to(x_end.dtype)).abs().max().item()
 
 
@@ -142,9 +133,9 @@ def convergence_order(
         order of `steps_list`, and the fitted slope (the measured order) as a float.
     """
     t0, t1 = _check_time_span(t0, t1)
-    steps = _check_steps_list(steps_list)
+    counts = _check_steps_list(steps_list)
     errors = torch.tensor(
-        [final_time_error(solver, f, x0, t0, t1, exact, n) for n in steps],
+        [final_time_error(solver, f, x0, t0, t1, exact, n) for n in counts],
         dtype=torch.float64,
     )
     if not torch.isfinite(errors).all():
@@ -154,5 +145,5 @@ def convergence_order(
             "an error is exactly 0 (the solver is exact on this problem), so no order can be fitted; "
             "choose a problem the solver does not solve exactly"
         )
-    step_sizes = torch.tensor([abs(t1 - t0) / n for n in steps], dtype=torch.float64)
+    step_sizes = torch.tensor([abs(t1 - t0) / n for n in counts], dtype=torch.float64)
     return errors, loglog_slope(step_sizes, errors)

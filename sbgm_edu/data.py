@@ -46,20 +46,6 @@ def unit_interval_to_pixels(x: torch.Tensor) -> torch.Tensor:
     return (x + 1.0) * DIGITS_PIXEL_MAX / 2.0
 
 
-ORIGINAL_DATA_MAP = "2x/17-1"
-"""The original notebook's map of pixels 0..16 onto [-1, 15/17] (see `pixels_to_unit_interval`)."""
-
-
-def to_original_map(x: torch.Tensor) -> torch.Tensor:
-    """Book data (2x/16 - 1) -> the original notebook's 2x/17 - 1, for reproducing its setup."""
-    return 2.0 * unit_interval_to_pixels(x) / 17.0 - 1.0
-
-
-def from_original_map(x: torch.Tensor) -> torch.Tensor:
-    """The original's 2x/17 - 1 -> book data 2x/16 - 1, so that both are measured in one pixel space."""
-    return pixels_to_unit_interval((x + 1.0) * 17.0 / 2.0)
-
-
 @lru_cache(maxsize=1)
 def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     """(pixels (1797, 64), labels (1797,)) from scikit-learn, read once per session."""

@@ -2,21 +2,25 @@
 
 A data point x_0 is corrupted in T small steps k = 1, ..., T,
 
-    x_k = sqrt(1 - beta_k) x_{k-1} + sqrt(beta_k) eps_k,   eps_k ~ N(0, I),   eq. (forward-discrete)
+    x_k = sqrt(1 - beta_k) x_{k-1} + sqrt(beta_k) epsilon_k,   epsilon_k ~ N(0, I),   eq. (forward-discrete)
 
 with a noise schedule 0 < beta_k < 1. Because each step is linear and Gaussian,
 x_k given x_0 is Gaussian, with alpha_k = prod_{j <= k} (1 - beta_j):
 
-    x_k = sqrt(alpha_k) x_0 + sqrt(1 - alpha_k) eps,                       eq. (closed-form-marginal)
+    x_k = sqrt(alpha_k) x_0 + sqrt(1 - alpha_k) epsilon,                     eq. (closed-form-marginal)
 
-and x_0 is recovered exactly from x_k when the noise eps is known, eq. (x0-from-noise).
-A network eps_theta(x_k, k) trained with the loss ||eps - eps_theta||^2 of Ho et al.
-(2020), eq. (noise-loss), predicts that noise; it is a scaled score, s = -eps / std,
-eq. (score-noise-link).
+and x_0 is recovered exactly from x_k when the noise epsilon is known, eq. (x0-from-noise).
+A network epsilon_theta(x_k, k) trained with the loss ||epsilon - epsilon_theta||^2,
+eq. (noise-loss) (Ho et al. 2020), predicts that noise; it is a scaled score,
+s = -epsilon / std, eq. (score-noise-link).
 
-Shapes: batches x have shape (N, D) (any shape works where noted); a schedule
-`betas` has shape (T,), index k - 1 holding beta_k. The book calls alpha_k
-"alpha_t" (the DDPM papers write alpha-bar).
+Notation: epsilon is standard normal noise, the argument `noise` (`eps` in `noise_loss`
+and `score_from_noise`, where it is the same epsilon, not the smallest time t_min); T is
+the number of forward steps. Shapes: batches x have shape (N, d), d the data
+dimension (any shape works where noted); a schedule `betas` has shape (T,), index k - 1
+holding beta_k. The book writes alpha_k for the product (the DDPM papers write alpha-bar_k,
+hence the argument name `alpha_bar_t`); in continuous time it becomes m_t^2, the squared
+mean coefficient of the VP SDE, eq. (vp-sde).
 """
 
 from __future__ import annotations
@@ -92,12 +96,12 @@ def check_betas(betas: torch.Tensor, name: str = "betas") -> torch.Tensor:
 def forward_step(x_prev: torch.Tensor, beta: Coefficient, noise: torch.Tensor) -> torch.Tensor:
     """One step of the forward process, eq. (forward-discrete).
 
-    x_k = sqrt(1 - beta_k) x_{k-1} + sqrt(beta_k) eps_k.
+    x_k = sqrt(1 - beta_k) x_{k-1} + sqrt(beta_k) epsilon_k.
 
     Args:
-        x_prev: x_{k-1}, shape (N, D) (any shape).
+        x_prev: x_{k-1}, shape (N, d) (any shape).
         beta: beta_k in (0, 1): a float, or a tensor of shape (N,) (one beta per row).
-        noise: eps_k ~ N(0, I), the shape of x_prev.
+        noise: epsilon_k ~ N(0, I), the shape of x_prev.
 
     Returns:
         x_k, the shape of x_prev.
@@ -118,10 +122,10 @@ def simulate_forward(
     """Run the forward chain step by step, eq. (forward-discrete), with fresh noise at each step.
 
     Args:
-        x0: data, shape (N, D) (any shape).
+        x0: data, shape (N, d) (any shape).
         betas: the schedule, shape (T,).
         generator: a torch.Generator for reproducible noise.
-        return_path: if True, return all states x_0, ..., x_T, shape (T + 1, N, D).
+        return_path: if True, return all states x_0, ..., x_T, shape (T + 1, N, d).
 
     Returns:
         x_T, the shape of x0 (or the path).
@@ -152,12 +156,12 @@ def alpha_bar(betas: torch.Tensor) -> torch.Tensor:
 
 
 def sample_xt(x0: torch.Tensor, alpha_bar_t: Coefficient, noise: torch.Tensor) -> torch.Tensor:
-    """Jump straight to step k: x_k = sqrt(alpha_k) x_0 + sqrt(1 - alpha_k) eps, eq. (closed-form-marginal).
+    """Jump straight to step k: x_k = sqrt(alpha_k) x_0 + sqrt(1 - alpha_k) epsilon, eq. (closed-form-marginal).
 
     Args:
-        x0: data, shape (N, D) (any shape).
+        x0: data, shape (N, d) (any shape).
         alpha_bar_t: alpha_k in (0, 1]: a float, or a tensor of shape (N,) (one per row).
-        noise: eps ~ N(0, I), the shape of x0.
+        noise: epsilon ~ N(0, I), the shape of x0.
 
     Returns:
         x_k, the shape of x0; in distribution the same as k steps of `forward_step`.
@@ -170,15 +174,15 @@ def sample_xt(x0: torch.Tensor, alpha_bar_t: Coefficient, noise: torch.Tensor) -
 
 
 def x0_from_noise(xt: torch.Tensor, alpha_bar_t: Coefficient, noise: torch.Tensor) -> torch.Tensor:
-    """Invert eq. (closed-form-marginal) given the noise: x_0 = (x_k - sqrt(1 - alpha_k) eps) / sqrt(alpha_k).
+    """Invert eq. (closed-form-marginal) given the noise: x_0 = (x_k - sqrt(1 - alpha_k) epsilon) / sqrt(alpha_k).
 
-    Eq. (x0-from-noise). With a predicted noise eps_theta(x_k, k) in place of eps this
-    is the network's guess of the clean data.
+    Eq. (x0-from-noise). With a predicted noise epsilon_theta(x_k, k) in place of epsilon
+    this is the network's guess of the clean data.
 
     Args:
-        xt: x_k, shape (N, D) (any shape).
+        xt: x_k, shape (N, d) (any shape).
         alpha_bar_t: alpha_k in (0, 1]: a float, or a tensor of shape (N,).
-        noise: eps (or a prediction of it), the shape of xt.
+        noise: epsilon (or a prediction of it), the shape of xt.
 
     Returns:
         x_0, the shape of xt.
@@ -191,11 +195,11 @@ def x0_from_noise(xt: torch.Tensor, alpha_bar_t: Coefficient, noise: torch.Tenso
 
 
 def noise_loss(eps: torch.Tensor, eps_pred: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """The DDPM noise-prediction loss ||eps - eps_theta(x_k, k)||^2 (Ho et al. 2020), eq. (noise-loss).
+    """The DDPM noise-prediction loss ||epsilon - epsilon_theta(x_k, k)||^2 (Ho et al. 2020), eq. (noise-loss).
 
     Args:
-        eps: the noise that made x_k, shape (N, D) (or (N, ...)).
-        eps_pred: the prediction eps_theta(x_k, k), the shape of eps.
+        eps: the noise epsilon that made x_k, shape (N, d) (or (N, ...)).
+        eps_pred: the prediction epsilon_theta(x_k, k), the shape of eps.
         reduction: "mean" averages the per-example squared norms over the batch
             (a 0-d tensor); "none" returns them, shape (N,).
 
@@ -214,13 +218,13 @@ def noise_loss(eps: torch.Tensor, eps_pred: torch.Tensor, reduction: str = "mean
 
 
 def score_from_noise(eps: torch.Tensor, std: Coefficient) -> torch.Tensor:
-    """The score of N(mean, std^2 I) at x = mean + std * eps is -eps / std, eq. (score-noise-link).
+    """The score of N(mean, std^2 I) at x = mean + std epsilon is -epsilon / std, eq. (score-noise-link).
 
-    So a noise predictor eps_theta and a score model s_theta carry the same
-    information: s_theta = -eps_theta / std (for the discrete process std = sqrt(1 - alpha_k)).
+    So a noise predictor epsilon_theta and a score model s_theta carry the same
+    information: s_theta = -epsilon_theta / std (for the discrete process std = sqrt(1 - alpha_k)).
 
     Args:
-        eps: noise (or a noise prediction), shape (N, D) (any shape).
+        eps: the noise epsilon (or a noise prediction), shape (N, d) (any shape).
         std: std > 0: a float, or a tensor of shape (N,).
 
     Returns:
@@ -232,10 +236,10 @@ def score_from_noise(eps: torch.Tensor, std: Coefficient) -> torch.Tensor:
 
 
 def noise_from_score(score: torch.Tensor, std: Coefficient) -> torch.Tensor:
-    """The inverse of `score_from_noise`: eps = -std * score, eq. (score-noise-link).
+    """The inverse of `score_from_noise`: epsilon = -std * score, eq. (score-noise-link).
 
     Args:
-        score: a score, shape (N, D) (any shape).
+        score: a score, shape (N, d) (any shape).
         std: std > 0: a float, or a tensor of shape (N,).
 
     Returns:

@@ -42,6 +42,7 @@ import torch
 
 from sbgm_edu._checks import (
     Time,
+    check_callable,
     check_choice,
     check_eps,
     check_nonempty,
@@ -70,6 +71,7 @@ def divergence_exact(f: VectorField, x: torch.Tensor, t: Time) -> torch.Tensor:
     backward passes, fine for D <= 64. f must treat rows independently (as score
     networks do), so that the gradient of sum_n f_i(x_n) with respect to x_n is row n's.
     """
+    check_callable(f, "f", "f(x, t)")
     check_tensor(x, "x", ndim=2)
     n, dim = x.shape
     with torch.enable_grad():
@@ -89,6 +91,8 @@ def divergence_exact(f: VectorField, x: torch.Tensor, t: Time) -> torch.Tensor:
 
 def rademacher_like(x: torch.Tensor, n_probes: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Probes v with independent entries +-1 (probability 1/2 each): shape (n_probes, *x.shape)."""
+    check_tensor(x, "x")
+    check_positive_int(n_probes, "n_probes")
     bits = torch.randint(0, 2, (n_probes, *x.shape), generator=generator)
     return (2 * bits - 1).to(x.dtype)
 
@@ -108,6 +112,7 @@ def divergence_hutchinson(f: VectorField, x: torch.Tensor, t: Time, probes: torc
     Returns:
         The estimate for each row, shape (N,).
     """
+    check_callable(f, "f", "f(x, t)")
     check_tensor(x, "x", ndim=2)
     check_tensor(probes, "probes", ndim=3)
     if probes.shape[1:] != x.shape:

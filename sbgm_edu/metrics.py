@@ -38,7 +38,7 @@ from functools import lru_cache
 
 import torch
 
-from sbgm_edu._checks import check_gaussians, check_nonempty, check_positive_int, check_tensor
+from sbgm_edu._checks import check_choice, check_gaussians, check_nonempty, check_positive_int, check_tensor
 
 COVERAGE_K = 5
 """k of the k-nearest-neighbour radius of `coverage` (Naeem et al. 2020 use k = 5)."""
@@ -48,6 +48,9 @@ PCA_DIMS = 16
 
 DIVERGED_LEVEL = 2.0
 """A sample with a pixel beyond +-DIVERGED_LEVEL (the data lie in [-1, 1]) counts as diverged."""
+
+TABLE_FORMATS = ("markdown", "html")
+"""The formats of `table_text` and `reports_table`."""
 
 COPY_QUANTILE = 0.05
 """A sample counts as a copy when it is closer to a training digit than this quantile of real test digits."""
@@ -62,22 +65,27 @@ def _as_float64(x: torch.Tensor, name: str, dim: int | None = None) -> torch.Ten
     return x.detach().to(torch.float64)
 
 
+def _rmse_matrix(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> torch.Tensor:
+    """`pairwise_rmse` with the caller's argument names in its error messages."""
+    a = _as_float64(a, names[0])
+    b = _as_float64(b, names[1], dim=a.shape[1])
+    return torch.cdist(a, b) / math.sqrt(a.shape[1])
+
+
 def pairwise_rmse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """RMSE between every row of a (N, D) and every row of b (M, D): shape (N, M), |a_i - b_j| / sqrt(D)."""
-    a = _as_float64(a, "a")
-    b = _as_float64(b, "b", dim=a.shape[1])
-    return torch.cdist(a, b) / math.sqrt(a.shape[1])
+    return _rmse_matrix(a, b, ("a", "b"))
 
 
 def nearest_rmse(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """RMSE of each row of x (N, D) to its nearest row of `reference` (M, D): shape (N,)."""
-    return pairwise_rmse(x, reference).min(dim=1).values
+    return _rmse_matrix(x, reference, ("x", "reference")).min(dim=1).values
 
 
 def coverage_radii(reference: torch.Tensor, k: int = COVERAGE_K) -> torch.Tensor:
     """The radius of each reference row: its RMSE to its k-th nearest OTHER reference row, shape (M,)."""
     check_positive_int(k, "k")
-    d = pairwise_rmse(reference, reference)
+    d = _rmse_matrix(reference, reference, ("reference", "reference"))
     if k >= d.shape[0]:
         raise ValueError(f"k must be smaller than the number of reference rows {d.shape[0]}, got {k}")
     # column 0 of the sorted distances is the row itself (distance 0)
@@ -96,7 +104,7 @@ def coverage(samples: torch.Tensor, reference: torch.Tensor, k: int = COVERAGE_K
         A float in [0, 1]: 1 when every test digit has a sample close to it.
     """
     radii = coverage_radii(reference, k)
-    d = pairwise_rmse(samples, reference)  # (N, M)
+    d = _rmse_matrix(samples, reference, ("samples", "reference"))  # (N, M)
     return float((d.min(dim=0).values <= radii).to(torch.float64).mean())
 
 
@@ -307,8 +315,7 @@ def reports_table(reports: dict[str, dict[str, float]], digits: int = 3, fmt: st
     """
     if not reports:
         raise ValueError("reports must hold at least one report")
-    if fmt not in ("markdown", "html"):
-        raise ValueError(f"fmt must be 'markdown' or 'html', got {fmt!r}")
+    check_choice(fmt, "fmt", TABLE_FORMATS)
     names = list(METRIC_NAMES)
     header = ["", "RMSE → test ↓", "coverage ↑", "Fréchet (PCA) ↓", "RMSE → train", "copies", "diverged"]
     first = next(iter(reports.values()))
@@ -325,8 +332,7 @@ def table_text(header: list[str], rows: list[list[str]], fmt: str = "markdown") 
         rows: the cells, one list of strings per row (as many as header).
         fmt: "markdown" or "html".
     """
-    if fmt not in ("markdown", "html"):
-        raise ValueError(f"fmt must be 'markdown' or 'html', got {fmt!r}")
+    check_choice(fmt, "fmt", TABLE_FORMATS)
     if any(len(row) != len(header) for row in rows):
         raise ValueError(f"every row must have {len(header)} cells like the header")
     if fmt == "markdown":

@@ -7,7 +7,8 @@ float or an (N,) tensor, both returning the score estimate of shape (N, D):
   `sbgms/sbgm_example.ipynb` (J. M. Tomczak, `intro_dgm`), kept so that chapter
   "Why the first attempt fails" can reproduce it: an MLP whose input is
   x_t + tanh(W t + b) (time *added* to the data) and whose output is clamped
-  to [-3, 3].
+  to [-3, 3]. It lives with the rest of the reproduction in `sbgm_edu.original`
+  and is importable from here.
 - `ScoreNet` is the improved network of chapter "Training a score model"
   (book/ch06_training.ipynb): the exact score of a Gaussian fitted to the data
   plus a learned correction; time enters as a separate input (Fourier features
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from sbgm_edu._checks import Time, check_positive_int, check_tensor, check_time, time_column
+from sbgm_edu.original import OriginalScoreNet
 from sbgm_edu.sde import SDE, check_sde
 
 
@@ -39,61 +41,6 @@ def _time_as_column(t: Time, x: torch.Tensor) -> torch.Tensor:
     """t (float, 0-d or (N,) tensor) as an (N, 1) tensor with the dtype and device of x."""
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     return t.reshape(-1, 1).expand(x.shape[0], 1)
-
-
-class OriginalScoreNet(nn.Module):
-    """The score network of the original notebook, written anew and kept faithful.
-
-    The original computes `snet(x_t + time_embedding(t))` with
-    `time_embedding = Sequential(Linear(1, D), Tanh())` and
-    `snet = Linear(D, M), SiLU, Linear(M, M), SiLU, Linear(M, M), SiLU, Linear(M, D), Hardtanh(-3, 3)`
-    (M = 512), and trains it so that `snet` approximates the *negative* score
-    (its sampler's minus sign compensates). Here `forward` returns the score
-    itself, s_theta(x, t) = -snet(x + tanh(W t + b)), so both networks of this
-    module can be used the same way; the parameters are those of the original.
-
-    Known weaknesses (chapter "Why the first attempt fails"): time is a shift of
-    the input, not an input of its own, and the clamp to [-3, 3] cannot
-    represent scores of size |x_1| / sigma_t > 3 (small sigma_t).
-
-    Args:
-        dim: data dimension D (64 for the digits).
-        hidden: width M of the hidden layers (512 in the original).
-    """
-
-    def __init__(self, dim: int = 64, hidden: int = 512) -> None:
-        super().__init__()
-        self.dim = check_positive_int(dim, "dim")
-        self.hidden = check_positive_int(hidden, "hidden")
-        self.time_embedding = nn.Sequential(nn.Linear(1, dim), nn.Tanh())
-        self.snet = nn.Sequential(
-            nn.Linear(dim, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, dim),
-            nn.Hardtanh(min_val=-3.0, max_val=3.0),
-        )
-
-    def settings(self) -> dict:
-        """The constructor arguments, stored in checkpoints next to the weights."""
-        return {"dim": self.dim, "hidden": self.hidden}
-
-    def forward(self, x: torch.Tensor, t: Time) -> torch.Tensor:
-        """Score estimate s_theta(x, t) = -snet(x + tanh(W t + b)).
-
-        Args:
-            x: noisy data x_t, shape (N, dim).
-            t: time in [0, 1], a float or an (N,) tensor.
-
-        Returns:
-            Shape (N, dim); every entry lies in [-3, 3].
-        """
-        _check_inputs(x, t, self.dim)
-        t_embedding = self.time_embedding(_time_as_column(t, x))
-        return -self.snet(x + t_embedding)
 
 
 class ScoreNet(nn.Module):
@@ -115,7 +62,7 @@ class ScoreNet(nn.Module):
        preconditioning of Karras et al. 2022, with the data mean added).
     2. The MLP F sees the input scaled to about unit variance (c_in x) and its
        output is scaled so that, at small sigma_t, -sigma_t s_theta ~ -F: F
-       predicts the noise x_1 there, at unit scale. With lambda_t = sigma_t^2
+       predicts minus the noise there (the noise model is eps_theta ~ -F), at unit scale. With lambda_t = sigma_t^2
        every time contributes to the loss at a similar size.
     3. Time is an input of its own, not a shift of x: Fourier features
        [c, sin(w_k c), cos(w_k c)] of c = c_noise, w_k = pi 2^(k/2), k = 0..F-1.
@@ -146,8 +93,8 @@ class ScoreNet(nn.Module):
     ) -> None:
         super().__init__()
         check_sde(sde)
-        if isinstance(data_std, bool) or not isinstance(data_std, (int, float)) or not data_std > 0:
-            raise ValueError(f"data_std must be a float > 0, got {data_std!r}")
+        if isinstance(data_std, bool) or not isinstance(data_std, (int, float)) or not 0 < data_std < math.inf:
+            raise ValueError(f"data_std must be a finite float > 0, got {data_std!r}")
         self.sde = sde
         self.dim = check_positive_int(dim, "dim")
         self.hidden = check_positive_int(hidden, "hidden")
@@ -211,10 +158,92 @@ class ScoreNet(nn.Module):
         _check_inputs(x, t, self.dim)
         if (torch.as_tensor(t) <= 0).any():
             raise ValueError("t must be > 0 for ScoreNet (sigma_t = 0 at t = 0); use t >= eps = 1e-5")
+        return self.preconditioned_score(x, t)
+
+    def preconditioned_score(self, x: torch.Tensor, t: Time, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Eq. (ch6-scorenet) for checked inputs; `extra` (N, k) features are appended to the MLP's input."""
         sigma_t = _time_as_column(time_column(self.sde.marginal_std(t), x), x)  # (N, 1)
         m_t = _time_as_column(time_column(self.sde.marginal_mean_coeff(t), x), x)
         variance = m_t**2 * self.data_std**2 + sigma_t**2  # v_t
         c_in = torch.rsqrt(variance)
-        correction = self.mlp(torch.cat([c_in * x, self.time_features(sigma_t)], dim=1))
+        features = [c_in * x, self.time_features(sigma_t)] + ([] if extra is None else [extra])
+        correction = self.mlp(torch.cat(features, dim=1))
         mean = m_t * self.data_mean.to(x.dtype)
         return -(x - mean) / variance + (self.data_std * c_in / sigma_t) * correction
+
+
+class ConditionalScoreNet(ScoreNet):
+    """`ScoreNet` with a class label as a second input: s_theta(x, t, c) ~ grad_x ln p_t(x | c).
+
+    Chapter "Controllable generation" (book/ch_guidance.ipynb). The score is
+    eq. (ch6-scorenet) with one change: the MLP F also receives a learned
+    embedding e_c of the label, F(c_in x, c_noise, e_c). The embedding table has
+    `num_classes + 1` rows; the last one, index `null_label` = num_classes, is the
+    "no label" entry, so the same network also estimates the unconditional score
+    s_theta(x, t) = s_theta(x, t, null) ~ grad_x ln p_t(x). Training replaces each
+    label by `null_label` with a small probability (label dropout), which teaches
+    both scores at once (classifier-free guidance, Ho & Salimans 2022).
+
+    Args:
+        sde, dim, hidden, depth, fourier_features, data_std, data_mean: as for `ScoreNet`.
+        num_classes: number of classes K (10 for the digits); labels are 0..K-1.
+        label_features: size of the label embedding e_c.
+    """
+
+    def __init__(
+        self,
+        sde: SDE,
+        dim: int = 64,
+        hidden: int = 256,
+        depth: int = 3,
+        fourier_features: int = 8,
+        data_std: float = 0.5,
+        data_mean: torch.Tensor | None = None,
+        num_classes: int = 10,
+        label_features: int = 16,
+    ) -> None:
+        super().__init__(sde, dim, hidden, depth, fourier_features, data_std, data_mean)
+        self.num_classes = check_positive_int(num_classes, "num_classes")
+        self.label_features = check_positive_int(label_features, "label_features")
+        self.null_label = num_classes
+        self.label_embedding = nn.Embedding(num_classes + 1, label_features)
+        # the first layer now also reads the label embedding
+        self.mlp[0] = nn.Linear(dim + 1 + 2 * fourier_features + label_features, hidden)
+
+    def settings(self) -> dict:
+        """The constructor arguments except `sde` and `data_mean` (a saved buffer), for checkpoints."""
+        return {**super().settings(), "num_classes": self.num_classes, "label_features": self.label_features}
+
+    def check_labels(self, labels: torch.Tensor, n: int) -> torch.Tensor:
+        """Check that labels is an integer tensor of shape (n,) with entries in 0..num_classes (null included)."""
+        if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
+            raise TypeError(f"labels must be an integer torch.Tensor of shape ({n},), got {labels!r}")
+        if labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), one label per row of x, got {tuple(labels.shape)}")
+        if ((labels < 0) | (labels > self.null_label)).any():
+            raise ValueError(f"labels must lie in 0..{self.num_classes - 1} (or null_label = {self.null_label}), "
+                             f"got {labels.min().item()}..{labels.max().item()}")
+        return labels
+
+    def forward(self, x: torch.Tensor, t: Time, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Score estimate s_theta(x, t, c) (eq. (ch6-scorenet), the MLP also reading e_c).
+
+        Args:
+            x: noisy data x_t, shape (N, dim).
+            t: time in (0, 1], a float or an (N,) tensor.
+            labels: class labels, an int tensor of shape (N,) in 0..num_classes - 1; the entry
+                `null_label` or labels=None gives the unconditional score.
+
+        Returns:
+            Shape (N, dim).
+        """
+        _check_inputs(x, t, self.dim)
+        if (torch.as_tensor(t) <= 0).any():
+            raise ValueError("t must be > 0 for ConditionalScoreNet (sigma_t = 0 at t = 0); use t >= eps = 1e-5")
+        if labels is None:
+            labels = torch.full((x.shape[0],), self.null_label, dtype=torch.long, device=x.device)
+        labels = self.check_labels(labels, x.shape[0])
+        return self.preconditioned_score(x, t, extra=self.label_embedding(labels).to(x.dtype))
+
+
+__all__ = ["ConditionalScoreNet", "OriginalScoreNet", "ScoreNet"]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from sbgm_edu._checks import Time, check_tensor, check_time_grid
+from sbgm_edu._checks import Time, check_callable, check_tensor, check_time_grid
 
 VectorField = Callable[[torch.Tensor, Time], torch.Tensor]
 """f(x, t) -> dx/dt with the shape of x (N, D); t is a Python float here (the one alias of the package)."""
@@ -38,13 +38,19 @@ def heun_step(f: VectorField, x: torch.Tensor, t: float, h: float) -> torch.Tens
     return x + 0.5 * h * (slope + f(x_pred, t + h))
 
 
-def _integrate(
+def integrate(
     step: Callable[[VectorField, torch.Tensor, float, float], torch.Tensor],
     f: VectorField,
     x0: torch.Tensor,
     ts: Sequence[float] | torch.Tensor,
-    return_path: bool,
+    return_path: bool = False,
 ) -> torch.Tensor:
+    """Apply a one-step method x_{k+1} = step(f, x_k, t_k, t_{k+1} - t_k) along the grid ts.
+
+    x0 is the state at ts[0] (any shape); ts is 1-D, strictly monotone, with at least 2 times.
+    Returns the state at ts[-1], or every state, shape (len(ts), *x0.shape), if return_path.
+    """
+    check_callable(f, "f", "f(x, t)")
     check_tensor(x0, "x0")
     ts = check_time_grid(ts).tolist()
     x = x0
@@ -75,7 +81,7 @@ def euler(
 
     Global error O(h) for a smooth f: halving the step halves the error.
     """
-    return _integrate(euler_step, f, x0, ts, return_path)
+    return integrate(euler_step, f, x0, ts, return_path)
 
 
 def heun(
@@ -89,4 +95,4 @@ def heun(
     Same arguments and return value as `euler`. Global error O(h^2): halving the
     step quarters the error, at two evaluations of f per step.
     """
-    return _integrate(heun_step, f, x0, ts, return_path)
+    return integrate(heun_step, f, x0, ts, return_path)

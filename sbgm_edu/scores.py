@@ -19,7 +19,8 @@ from sbgm_edu._checks import Time, check_nonempty, check_tensor, time_column
 from sbgm_edu.sde import SDE, ScoreFn
 
 
-def _check_mixture(means: torch.Tensor, stds: torch.Tensor, weights: torch.Tensor) -> None:
+def _check_mixture(means: torch.Tensor, stds: torch.Tensor, weights: torch.Tensor, density: bool = False) -> None:
+    """Check a mixture (means (K, D), stds (K,), weights (K,)); density=True also needs every std > 0."""
     check_tensor(means, "means", ndim=2)
     check_tensor(stds, "stds", ndim=1)
     check_tensor(weights, "weights", ndim=1)
@@ -29,8 +30,8 @@ def _check_mixture(means: torch.Tensor, stds: torch.Tensor, weights: torch.Tenso
             f"means has {k} components, so stds and weights must have shape ({k},); "
             f"got {tuple(stds.shape)} and {tuple(weights.shape)}"
         )
-    if (stds < 0).any():
-        raise ValueError("stds must all be >= 0")
+    if (stds < 0).any() or (density and (stds == 0).any()):
+        raise ValueError(f"stds must all be {'> 0 for a density' if density else '>= 0'}")
     if (weights <= 0).any() or abs(weights.sum().item() - 1.0) > 1e-5:
         raise ValueError(f"weights must be > 0 and sum to 1, got sum {weights.sum().item():.6g}")
 
@@ -79,10 +80,8 @@ def mixture_log_prob(
     Returns:
         ln p(x), shape (N,), computed with logsumexp for stability.
     """
-    _check_mixture(means, stds, weights)
+    _check_mixture(means, stds, weights, density=True)
     _check_points(x, means)
-    if (stds == 0).any():
-        raise ValueError("stds must all be > 0 for a density")
     one = torch.ones((), dtype=x.dtype)
     return torch.logsumexp(_log_joint(x, one, means, stds**2, weights), dim=1)
 
@@ -96,10 +95,8 @@ def mixture_score(
     sum_k p(k | x) (mu_k - x) / s_k^2, eq. (mixture-score).
     Shapes as in `mixture_log_prob`; returns shape (N, D).
     """
-    _check_mixture(means, stds, weights)
+    _check_mixture(means, stds, weights, density=True)
     _check_points(x, means)
-    if (stds == 0).any():
-        raise ValueError("stds must all be > 0 for a density")
     return _score(x, torch.ones((), dtype=x.dtype), means, stds**2, weights)
 
 

@@ -19,16 +19,17 @@ import torch
 
 from sbgm_edu._checks import (
     Time,
+    check_callable,
     check_float,
     check_noise_levels,
     check_positive_float,
     check_positive_int,
     check_tensor,
     check_time,
-    check_time_grid,
     checked_score_fn,
     time_column,
 )
+from sbgm_edu.ode import integrate
 
 VE_SIGMA_MAX = math.exp(0.5 * math.log(torch.finfo(torch.float64).max))
 """VESDE(sigma) needs sigma below this (about 1.3e154), where sigma^2 overflows float64."""
@@ -328,17 +329,14 @@ def euler_maruyama(
     Weak order 1. Strong order 1/2 in general, but 1 here: g depends on t only
     (additive noise), where Euler–Maruyama coincides with the Milstein scheme.
     """
-    check_tensor(x0, "x0")
-    ts = check_time_grid(ts).tolist()
-    x = x0
-    path = [x0]
-    for t, t_next in zip(ts[:-1], ts[1:]):
-        h = t_next - t
-        z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        x = x + drift(x, t) * h + diffusion(t) * math.sqrt(abs(h)) * z
-        if return_path:
-            path.append(x)
-    return torch.stack(path) if return_path else x
+    check_callable(drift, "drift", "drift(x, t)")
+    check_callable(diffusion, "diffusion", "diffusion(t)")
+
+    def em_step(f: Callable, x: torch.Tensor, t: float, h: float) -> torch.Tensor:
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype)  # the Wiener increment is sqrt|h| z
+        return x + f(x, t) * h + diffusion(t) * math.sqrt(abs(h)) * z
+
+    return integrate(em_step, drift, x0, ts, return_path)
 
 
 def pf_ode_drift(sde: SDE, score_fn: ScoreFn) -> Callable[[torch.Tensor, float], torch.Tensor]:

@@ -34,7 +34,7 @@ def brownian_increments(
     t_end: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Increments v(t_{k+1}) - v(t_k) of a Wiener process on steps equal steps of [0, t_end].
+    """Increments v(t_{k+1}) - v(t_k) of a Wiener process on `steps` equal steps of [0, t_end].
 
     Each increment is N(0, dt) with dt = t_end / steps, independent of the others.
 
@@ -150,12 +150,12 @@ def gbm_em_errors(
         dict with "dt" (t_end / K), "strong", "weak", "strong_se" and "weak_se"
         (Monte Carlo standard errors), each a numpy array ordered like `steps_list`.
     """
-    steps = [check_positive_int(k, "steps_list entries") for k in steps_list]
-    if not steps:
+    counts = [check_positive_int(k, "steps_list entries") for k in steps_list]
+    if not counts:
         raise ValueError("steps_list must hold at least one step count")
     check_positive_int(n_paths, "n_paths", minimum=2)
-    finest = max(steps)
-    for k in steps:
+    finest = max(counts)
+    for k in counts:
         if finest % k != 0:
             raise ValueError(f"steps_list entries must divide max(steps_list) = {finest}, got {k}")
     mu = check_float(mu, "mu")
@@ -167,7 +167,7 @@ def gbm_em_errors(
     start = torch.full((n_paths,), x0, dtype=torch.float64)
     exact = gbm_exact(start, mu, s, t_end, dv_fine.sum(dim=0))
     out: dict[str, list[float]] = {"dt": [], "strong": [], "weak": [], "strong_se": [], "weak_se": []}
-    for k in steps:
+    for k in counts:
         dv = coarsen_increments(dv_fine, finest // k)
         x_em = euler_maruyama_driven(lambda x, t: mu * x, lambda x, t: s * x, start, dv, t_end)
         diff = x_em - exact

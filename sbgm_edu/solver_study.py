@@ -11,7 +11,15 @@ from collections.abc import Sequence
 
 import torch
 
-from sbgm_edu._checks import Time, check_choice, check_eps, check_positive_int, check_score_fn, check_tensor
+from sbgm_edu._checks import (
+    Time,
+    check_choice,
+    check_eps,
+    check_float,
+    check_positive_int,
+    check_score_fn,
+    check_tensor,
+)
 from sbgm_edu.sde import SDE, ScoreFn, check_sde, pf_ode_drift
 from sbgm_edu.solvers import GRIDS, REGISTRY, solve, time_grid
 
@@ -49,11 +57,14 @@ def gaussian_pf_ode_flow(
     """
     check_sde(sde)
     check_tensor(x_start, "x_start", ndim=2)
+    check_tensor(mu, "mu")
+    s = check_float(s, "s", low=0.0)
     m0, m1 = sde.marginal_mean_coeff(t_start).item(), sde.marginal_mean_coeff(t_end).item()
     v0 = m0**2 * s**2 + sde.marginal_std(t_start).item() ** 2
     v1 = m1**2 * s**2 + sde.marginal_std(t_end).item() ** 2
     mu = mu.to(x_start.dtype)
     return m1 * mu + (x_start - m0 * mu) * math.sqrt(v1 / v0)
+
 
 COMPARED_METHODS: list[tuple[str, str]] = [
     ("euler", "uniform"), ("euler", "edm"), ("heun", "uniform"), ("euler_sigma", "uniform"), ("euler_sigma", "edm"),

@@ -330,7 +330,7 @@ def euler_maruyama_reverse(
 
 
 def langevin_step_size(score: torch.Tensor, noise: torch.Tensor, snr: float) -> float:
-    """The signal-to-noise step rule of Song et al. 2021 (Algorithm 5), eq. (snr-step).
+    """The signal-to-noise step rule of Song et al. 2021 (corrector algorithms, Appendix G), eq. (snr-step).
 
     step = 2 (snr |z| / |s|)^2, with |z| and |s| the Euclidean norms of the rows of `noise` and
     `score` (N, D), each averaged over the batch (as in the authors' code, `LangevinCorrector`).
@@ -362,7 +362,7 @@ def predictor_corrector(
     score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, snr: float = 0.16, corrector_steps: int = 1,
     generator: torch.Generator | None = None, return_path: bool = False,
 ) -> torch.Tensor:
-    """Predictor–corrector sampling (Song et al. 2021, Algorithms 2, 4 and 5), eq. (pc-sampler).
+    """Predictor–corrector sampling (Song et al. 2021, section 4.2 and Appendix G), eq. (pc-sampler).
 
     At each grid time t_k: `corrector_steps` Langevin steps toward p_{t_k} (`langevin_corrector`, step
     rule eq. (snr-step) with signal-to-noise ratio snr), then one reverse Euler–Maruyama step (eta = 1,

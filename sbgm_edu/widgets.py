@@ -241,3 +241,116 @@ def live_slider(
     )
     out = widgets.interactive_output(lambda value: draw(value), {"value": slider})
     return widgets.VBox([slider, out])
+
+
+_CHOICE_JS = """(function () {
+  var root = document.getElementById(%(id)s);
+  if (!root || root.dataset.ready) { return; }
+  root.dataset.ready = "1";
+  var data = JSON.parse(root.querySelector("script.sbgm-slider-data").textContent);
+  var choice = root.querySelector("select.sbgm-slider-choice");
+  var input = root.querySelector("input.sbgm-slider-input");
+  var img = root.querySelector("img.sbgm-slider-frame");
+  var out = root.querySelector("output.sbgm-slider-value");
+  function show() {
+    var c = Math.max(0, Math.min(data.src.length - 1, choice.selectedIndex));
+    var i = Math.max(0, Math.min(data.src[c].length - 1, parseInt(input.value, 10) || 0));
+    img.src = data.src[c][i];
+    img.alt = data.alt[c][i];
+    out.textContent = data.text[i];
+    input.setAttribute("aria-valuetext", data.text[i]);
+  }
+  input.addEventListener("input", show);
+  input.addEventListener("change", show);
+  choice.addEventListener("change", show);
+})();"""
+
+
+def static_choice_slider_html(
+    frames: Callable[[Any, Any], Figure],
+    choices: Sequence[Any],
+    values: Sequence[Any],
+    choice_label: str,
+    label: str,
+    name: str,
+    alt: Callable[[Any, Any], str] | None = None,
+    fmt: str | Callable[[Any], str] = "{}",
+    initial: tuple[int, int] = (0, 0),
+    dpi: int = 80,
+) -> str:
+    """The HTML text of `static_choice_slider` (see there): a drop-down list plus a slider.
+
+    Same structure as `static_slider_html` with a `<select class="sbgm-slider-choice">` before
+    the range input; the JSON data hold src[c][i] and alt[c][i] for choice c and value i.
+    """
+    choices, values = list(choices), list(values)
+    if not callable(frames):
+        raise TypeError("frames must be a function (choice, value) -> Figure")
+    if not choices or not values:
+        raise ValueError("choices and values must each hold at least one entry")
+    if not (isinstance(initial, tuple) and len(initial) == 2 and 0 <= initial[0] < len(choices)
+            and 0 <= initial[1] < len(values)):
+        raise ValueError(f"initial must be a pair (choice index, value index), got {initial!r}")
+    name = _slug(name)
+    for arg, text in (("choice_label", choice_label), ("label", label)):
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"{arg} must be a non-empty string, got {text!r}")
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or not 20 <= dpi <= 300:
+        raise ValueError(f"dpi must be an int in [20, 300], got {dpi!r}")
+    texts = [f"{label} = {_format_value(v, fmt)}" for v in values]
+    alt = alt or (lambda c, v: f"Figure for {choice_label} = {c}, {label} = {_format_value(v, fmt)}")
+    srcs = [[figure_to_data_uri(frames(c, v), dpi=dpi) for v in values] for c in choices]
+    alts = [[str(alt(c, v)) for v in values] for c in choices]
+    uid = f"sbgm-slider-{name}-{next(_counter)}"
+    data = json.dumps({"src": srcs, "alt": alts, "text": texts}).replace("<", "\\u003c")
+    esc, (c0, i0) = html.escape, initial
+    options = "".join(f'<option value="{k}"{" selected" if k == c0 else ""}>{esc(str(c))}</option>'
+                      for k, c in enumerate(choices))
+    return (
+        f'<div class="sbgm-slider tex2jax_ignore mathjax_ignore" id="{uid}" data-name="{name}" '
+        'style="max-width:100%;margin:0.5em 0">\n'
+        '<div style="display:flex;align-items:center;gap:0.8em;flex-wrap:wrap">'
+        f'<label for="{uid}-choice">{esc(choice_label)}</label>\n'
+        f'<select id="{uid}-choice" class="sbgm-slider-choice">{options}</select>\n'
+        f'<label for="{uid}-input">{esc(label)}</label>\n'
+        f'<input type="range" id="{uid}-input" class="sbgm-slider-input" min="0" max="{len(values) - 1}" '
+        f'step="1" value="{i0}" aria-valuetext="{esc(texts[i0])}" style="flex:1;max-width:20em">\n'
+        f'<output class="sbgm-slider-value" for="{uid}-input">{esc(texts[i0])}</output></div>\n'
+        f'<img class="sbgm-slider-frame" src="{srcs[c0][i0]}" alt="{esc(alts[c0][i0])}" '
+        'style="max-width:100%;height:auto">\n'
+        f'<script type="application/json" class="sbgm-slider-data">{data}</script>\n'
+        f"<script>{_CHOICE_JS % {'id': json.dumps(uid)}}</script>\n"
+        "</div>"
+    )
+
+
+def static_choice_slider(
+    frames: Callable[[Any, Any], Figure],
+    choices: Sequence[Any],
+    values: Sequence[Any],
+    choice_label: str,
+    label: str,
+    name: str,
+    alt: Callable[[Any, Any], str] | None = None,
+    fmt: str | Callable[[Any], str] = "{}",
+    initial: tuple[int, int] = (0, 0),
+    dpi: int = 80,
+) -> HTML:
+    """A kernel-free drop-down list plus slider that swap pre-rendered figures (e.g. a label and a weight w).
+
+    Args:
+        frames: a function (choice, value) -> Figure, called once per pair (len(choices) * len(values) PNGs).
+        choices: the entries of the drop-down list (e.g. the digits 0..9).
+        values: the slider positions, in order.
+        choice_label, label: the names of the two knobs, e.g. "digit" and "w".
+        name: a short identifier stored in data-name, e.g. "guidance".
+        alt: a function (choice, value) -> alt text; default "Figure for choice_label = c, label = v".
+        fmt: how to print a value of the slider.
+        initial: (choice index, value index) shown first.
+        dpi: resolution of the PNGs.
+
+    Returns:
+        An IPython HTML object (a self-contained <div class="sbgm-slider">, as for `static_slider`).
+    """
+    return HTML(static_choice_slider_html(frames, choices, values, choice_label, label, name, alt=alt, fmt=fmt,
+                                          initial=initial, dpi=dpi))

@@ -27,11 +27,13 @@ def gaussian_marginal(sde, mu: torch.Tensor, s: float, t: float) -> tuple[torch.
 
 
 def gaussian_score(sde, mu: torch.Tensor, s: float):
-    """score_fn(x, t) = -(x - m_t mu) / v_t for data N(mu, s^2 I); t a float, x (N, D)."""
+    """score_fn(x, t) = -(x - m_t mu) / v_t for data N(mu, s^2 I); x (N, D), t a float or one time per row (N,)."""
 
-    def score(x: torch.Tensor, t: float) -> torch.Tensor:
-        mean, var = gaussian_marginal(sde, mu.to(x.dtype), s, t)
-        return -(x - mean) / var
+    def score(x: torch.Tensor, t) -> torch.Tensor:
+        m, std = sde.marginal_mean_coeff(t).to(x.dtype), sde.marginal_std(t).to(x.dtype)
+        if m.ndim == 1:  # one time per row
+            m, std = m[:, None], std[:, None]
+        return -(x - m * mu.to(x.dtype)) / (m**2 * s**2 + std**2)
 
     return score
 

@@ -15,6 +15,7 @@ from sbgm_edu.likelihood import (
 )
 from sbgm_edu.scores import diffused_mixture_score, mixture_log_prob
 from sbgm_edu.sde import VESDE, VPSDE, SubVPSDE, pf_ode_drift
+from tests.oracles import gaussian_pf_ode_log_prob
 
 F64 = torch.float64
 
@@ -27,11 +28,6 @@ def gaussian_problem(sde, dim=3):
     return mu, s, score
 
 
-def gaussian_log_density(x, mean, var):
-    dim = x.shape[1]
-    return -0.5 * dim * math.log(2 * math.pi * var) - 0.5 * ((x - mean) ** 2).sum(1) / var
-
-
 @pytest.mark.parametrize("sde", [VESDE(25.0), VPSDE(), SubVPSDE()], ids=repr)
 def test_log_prob_matches_the_closed_form_gaussian(sde):
     # p_t = N(m_t mu, v_t I) with v_t = m_t^2 s^2 + sigma_t^2, and the PF-ODE flow is the affine map
@@ -40,11 +36,7 @@ def test_log_prob_matches_the_closed_form_gaussian(sde):
     eps = 1e-5
     mu, s, score = gaussian_problem(sde)
     x0 = mu + 1.5 * s * torch.randn(6, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
-    m0, m1 = sde.marginal_mean_coeff(eps).item(), sde.marginal_mean_coeff(1.0).item()
-    v0 = m0**2 * s**2 + sde.marginal_std(eps).item() ** 2
-    v1 = m1**2 * s**2 + sde.marginal_std(1.0).item() ** 2
-    x1 = m1 * mu + (x0 - m0 * mu) * math.sqrt(v1 / v0)
-    want = gaussian_log_density(x0, m0 * mu, v0) - gaussian_log_density(x1, m1 * mu, v1) + sde.prior_log_prob(x1)
+    want = gaussian_pf_ode_log_prob(sde, mu, s, x0, eps)
     got = log_prob(score, sde, x0, steps=20, eps=eps, grid="uniform")
     # RK4's global error at 20 steps is below 1e-3 nats here (it falls 16x per doubling: checked below)
     assert torch.allclose(got, want, atol=1e-3, rtol=0)
@@ -56,10 +48,7 @@ def test_log_prob_error_falls_like_rk4():
     eps = 1e-5
     mu, s, score = gaussian_problem(sde)
     x0 = mu + s * torch.randn(4, 3, generator=torch.Generator().manual_seed(1), dtype=F64)
-    v0 = s**2 + sde.marginal_std(eps).item() ** 2
-    v1 = s**2 + sde.marginal_std(1.0).item() ** 2
-    x1 = mu + (x0 - mu) * math.sqrt(v1 / v0)
-    want = gaussian_log_density(x0, mu, v0) - gaussian_log_density(x1, mu, v1) + sde.prior_log_prob(x1)
+    want = gaussian_pf_ode_log_prob(sde, mu, s, x0, eps)
     errors = [
         (log_prob(score, sde, x0, steps=n, eps=eps, grid="uniform") - want).abs().max().item() for n in (4, 8, 16)
     ]

@@ -36,3 +36,22 @@ def test_every_chapter_is_in_the_table_of_contents():
     listed = {entry["file"] for entry in toc["chapters"]}
     for path in NOTEBOOKS:
         assert f"book/{path.stem}" in listed, f"{path.name} is not listed in _toc.yml"
+
+
+# Text that points outside the repository, to the authors' planning notes (spelled in pieces so
+# that this file does not match itself).
+OUTSIDE_REFERENCES = ("DESIGN" + ".md", "../" + "shared/", "/work/" + "shared")
+SHIPPED_TEXT = ["README.md", "Makefile", "_toc.yml", "_config.yml", "requirements.txt", "pyproject.toml", ".ci/*",
+                "book/*.md", "book/*.ipynb", "book/*.bib", "book/_ext/*", "sbgm_edu/**/*.py", "tests/**/*.py",
+                "scripts/**/*.py", "benchmarks/**/*.py"]
+
+
+def test_repository_stands_alone():
+    """No shipped file refers to documents outside the repository: a reader has only the repository."""
+    found = []
+    for pattern in SHIPPED_TEXT:
+        for path in sorted(ROOT.glob(pattern)):
+            if path.is_file():
+                text = path.read_text(errors="replace")
+                found += [f"{path.relative_to(ROOT)}: {ref!r}" for ref in OUTSIDE_REFERENCES if ref in text]
+    assert not found, "references to files outside the repository:\n" + "\n".join(found)

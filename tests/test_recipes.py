@@ -1,13 +1,17 @@
-"""The two training recipes and the original notebook's data map."""
+"""The training recipes (one Recipe type) and the original notebook's data map."""
+
+import dataclasses
+import json
 
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits as sklearn_digits
 
-from sbgm_edu.data import from_original_map, to_original_map
+from sbgm_edu.checkpoints import PRETRAINED_PATH
 from sbgm_edu.nets import OriginalScoreNet, ScoreNet
-from sbgm_edu.recipes import BOOK, ORIGINAL, build_model, recipe_data, sample_recipe, train_recipe
+from sbgm_edu.original import from_original_map, to_original_map
+from sbgm_edu.recipes import BOOK, ORIGINAL, Recipe, build_model, recipe_data, sample_recipe, train_recipe
 
 
 def test_original_data_map_matches_the_notebook_formula():
@@ -21,7 +25,7 @@ def test_original_data_map_matches_the_notebook_formula():
 
 def test_build_model_gives_each_recipe_its_network_and_sde():
     model, sde = build_model(ORIGINAL)
-    assert isinstance(model, OriginalScoreNet) and sde.sigma == 1.01
+    assert isinstance(model, OriginalScoreNet) and sde.sigma == 1.01 and model.hidden == 512
     model, sde = build_model(BOOK)
     assert isinstance(model, ScoreNet) and sde.sigma == 25.0
     pixels = sklearn_digits().data[:1000] / 8 - 1  # 2 p / 16 - 1
@@ -63,3 +67,29 @@ def test_measure_recipe_counts_runaway_samples_the_tanh_would_hide():
     assert shown.abs().max() <= 1.0
     assert report["diverged_fraction"] == pytest.approx(float((raw.abs().amax(1) > 2).double().mean()))
     assert report["diverged_fraction"] > 0
+
+
+def test_recipes_reject_unknown_names():
+    # Before the fix a recipe with net "unet" silently built a ScoreNet, and any sampler other than
+    # "original" silently ran Euler.
+    for field, bad in (("net", "unet"), ("sampler", "rk45"), ("loss", "l1"), ("data_map", "x/255")):
+        with pytest.raises(ValueError, match=f"{field} must be one of"):
+            dataclasses.replace(BOOK, **{field: bad})
+    with pytest.raises(ValueError, match="sigma"):
+        dataclasses.replace(BOOK, sigma=0.5)
+    with pytest.raises(TypeError, match="Recipe"):
+        train_recipe({"net": "scorenet"})
+
+
+def test_book_recipe_is_the_shipped_checkpoints_recipe():
+    # the shipped checkpoint's settings file is written by scripts/train_pretrained.py; train()'s defaults
+    # fill what it does not list (the optimizer)
+    shipped = json.loads(PRETRAINED_PATH.with_suffix(".json").read_text())
+    assert {"optimizer": "adam", **shipped["training"]} == BOOK.training()
+    assert shipped["sigma"] == BOOK.sigma and shipped["data_map"] == BOOK.data_map
+    kwargs = shipped["model_kwargs"]
+    assert (kwargs["hidden"], kwargs["depth"], kwargs["fourier_features"]) == (BOOK.hidden, BOOK.depth,
+                                                                             BOOK.fourier_features)
+    model, _ = build_model(BOOK)
+    assert model.data_std == pytest.approx(kwargs["data_std"], rel=1e-6)  # the Gaussian part fitted to the data
+    assert isinstance(ORIGINAL, Recipe) and ORIGINAL.differences(ORIGINAL) == {}

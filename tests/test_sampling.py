@@ -16,6 +16,7 @@ from scipy.integrate import quad
 from sbgm_edu.sampling import original_sample, sample, sampling_grid, tile_digits
 from sbgm_edu.scores import diffused_mixture_score, empirical_score
 from sbgm_edu.sde import VESDE
+from tests.oracles import gaussian_flow
 
 MU = torch.tensor([[0.7, -1.3]])
 S = 0.5
@@ -27,9 +28,8 @@ def gaussian_score(sde):
 
 
 def exact_flow(sde, x1, t):
-    """Closed-form PF-ODE flow from t = 1 to t for Gaussian data."""
-    ratio = math.sqrt((S**2 + float(sde.marginal_std(t)) ** 2) / (S**2 + sde.prior_std() ** 2))
-    return MU + (x1 - MU) * ratio
+    """Closed-form PF-ODE flow from t = 1 to t for Gaussian data (`tests.oracles.gaussian_flow`)."""
+    return gaussian_flow(sde, MU, S, x1, 1.0, t)
 
 
 def prior_draw(sde, n, seed):

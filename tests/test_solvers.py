@@ -23,6 +23,7 @@ from sbgm_edu.solvers import (
     time_of_noise_level,
     uniform_time_grid,
 )
+from tests.oracles import gaussian_flow
 
 F64 = torch.float64
 ALL_SDES = [VESDE(25.0), VPSDE(), SubVPSDE()]
@@ -44,6 +45,7 @@ def test_gaussian_flow_solves_the_pf_ode():
     ref = solve_ivp(fun, (1.0, 0.01), x1.reshape(-1).numpy(), rtol=1e-10, atol=1e-10).y[:, -1]
     flow = gaussian_pf_ode_flow(sde, mu, s, x1, 1.0, 0.01)
     assert np.allclose(flow.reshape(-1).numpy(), ref, atol=1e-7)
+    assert torch.allclose(gaussian_flow(sde, mu, s, x1, 1.0, 0.01), flow, atol=1e-12)  # the tests' oracle too
 
 
 @pytest.mark.parametrize(
@@ -57,7 +59,7 @@ def test_measured_convergence_orders_on_gaussian_data(name, order):
     sde = VESDE(25.0)
     mu, s, score, x1 = gaussian_setup(sde)
     eps = 1e-3
-    exact = gaussian_pf_ode_flow(sde, mu, s, x1, 1.0, eps)
+    exact = gaussian_flow(sde, mu, s, x1, 1.0, eps)
     steps = [16, 32, 64]
     errors = [(solve(score, sde, x1, edm_time_grid(sde, n, eps), name) - exact).abs().max().item() for n in steps]
     slope = loglog_slope(steps, errors)

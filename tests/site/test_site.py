@@ -30,3 +30,16 @@ def test_math_is_rendered_by_the_local_mathjax(open_page, page_path):
     assert page.locator("mjx-container").count() >= n_math, f"{page_path}: not every formula was typeset"
     # MathJax reports TeX errors inline as <mjx-merror>; there must be none
     assert page.locator("mjx-merror").count() == 0, f"{page_path} has TeX errors"
+
+
+def test_favicon_and_logo_are_served(open_page, site_url):
+    """The site declares its icon and serves /favicon.ico, so no browser request for an icon fails."""
+    page, report = open_page("book/intro.html")
+    icon = page.locator("link[rel~='icon']").first.get_attribute("href")
+    assert icon, "the page declares no icon"
+    for url in (page.evaluate("h => new URL(h, document.baseURI).href", icon), f"{site_url}/favicon.ico"):
+        response = page.request.get(url)
+        assert response.status == 200, f"{url} answered {response.status}"
+    logo = page.locator("img.logo__image").first
+    assert logo.evaluate("img => img.complete && img.naturalWidth > 0"), "the logo did not load"
+    assert not report.failed_requests
