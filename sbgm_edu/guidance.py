@@ -1,6 +1,6 @@
 """Controllable generation with a score model: class guidance and inpainting.
 
-Chapter "Controllable generation" (book/ch_guidance.ipynb).
+Chapter "Controllable generation" (book/ch12_guidance.ipynb).
 
 Class guidance. Bayes' rule p_t(x | c) = p_t(c | x) p_t(x) / p(c) gives, for the scores,
 

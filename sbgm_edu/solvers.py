@@ -532,7 +532,7 @@ def _unipc_step(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, t_next: float, h: 
 
 # ---------------------------------------------------------------------------
 # stochastic samplers: the reverse-time SDE, Langevin correctors, EDM's Algorithm 2
-# (chapter "The reverse-time SDE", book/ch_reverse_sde.ipynb); each takes generator=None
+# (chapter "The reverse-time SDE", book/ch10_reverse_sde.ipynb); each takes generator=None
 # ---------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """The kernel-free eta slider of the reverse-time SDE chapter works in the built HTML: moving it swaps the image."""
 
-PAGE = "book/ch_reverse_sde.html"
+PAGE = "book/ch10_reverse_sde.html"
 SLIDER = '.sbgm-slider[data-name="eta"]'
 
 
