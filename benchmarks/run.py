@@ -151,7 +151,7 @@ LIKELIHOOD_MODELS = ("unconditional", "likelihood")
 """The `load_pretrained` names compared: the book's model and the one trained for likelihood."""
 
 
-def test_bits_per_dim(y: torch.Tensor, steps: tuple[int, ...], batch: int = 112) -> dict[str, Any]:
+def score_model_bits_per_dim(y: torch.Tensor, steps: tuple[int, ...], batch: int = 112) -> dict[str, Any]:
     """Bits/dim of the shipped score models on the dequantised test digits y (N, 64), per RK4 step count.
 
     ln p by the PF-ODE (`sbgm_edu.likelihood.log_prob`, eq. (instantaneous-cov): RK4 on the log-SNR
@@ -210,7 +210,7 @@ def bench_likelihood(fast: bool) -> dict[str, Any]:
     torch.set_default_dtype(torch.float64)  # as chapter 10 and the script: everything in float64
     try:
         baselines = baseline_bits_per_dim(y, fast)
-        models = test_bits_per_dim(y, steps)
+        models = score_model_bits_per_dim(y, steps)
         quality = {}
         for name in LIKELIHOOD_MODELS:
             model, sde = load_pretrained(name)
@@ -226,7 +226,8 @@ def bench_likelihood(fast: bool) -> dict[str, Any]:
 def provenance_line(section: dict[str, Any]) -> str:
     """When, how and where a section was measured, in one italic sentence (each section has its own)."""
     p, m = section["measured"], section["measured"]["machine"]
-    took = f", in {p['seconds'] / 60:.1f} minutes" if p.get("seconds") is not None else ""
+    seconds = p.get("seconds")  # None for a section of an older file, which timed only the whole run
+    took = "" if seconds is None else f", in {seconds:.0f} s" if seconds < 120 else f", in {seconds / 60:.1f} minutes"
     return (f"*Measured on {m['date']} with `{p['command']}`{took}: {m['cpu_count']} CPUs ({m['processor']}), "
             f"Python {m['python']}, torch {m['torch']}, {p['threads']} torch thread(s).*")
 
@@ -277,6 +278,11 @@ def solver_error_markdown(err: dict[str, Any]) -> list[str]:
                     "column's."]
 
 
+def table_row(cells: list[str]) -> str:
+    """One row of a Markdown table."""
+    return "| " + " | ".join(cells) + " |"
+
+
 def likelihood_markdown(lik: dict[str, Any]) -> list[str]:
     steps = lik["steps"]
     lines = [f"**Likelihood** (chapter 10): bits/dim on the {lik['test_digits']} test digits, one uniform "
@@ -284,14 +290,16 @@ def likelihood_markdown(lik: dict[str, Any]) -> list[str]:
              "± standard error. Score models: ln p by the PF-ODE, RK4 on the log-SNR grid, exact divergence; "
              f"baselines fitted on the training digits, K of the mixture chosen on the validation digits. "
              f"KDE: {lik['kde']}.", "",
-             "| model | " + " | ".join(f"bits/dim, {n} RK4 steps" for n in steps) + " |",
+             table_row(["model", f"bits/dim ({steps[-1]} RK4 steps for the score models)",
+                        *(f"{n} RK4 steps" for n in reversed(steps[:-1]))]),
              "|---|" + "---:|" * len(steps)]
     for name, row in lik["baselines"]["rows"].items():
-        cell = f"{row['bits_per_dim']:.3f} ± {row['standard_error']:.3f}"
-        lines.append(f"| {name} | " + " | ".join([cell] * len(steps)) + " |")
+        lines.append(table_row([name, f"{row['bits_per_dim']:.3f} ± {row['standard_error']:.3f}",
+                                *("–" for _ in steps[:-1])]))
     for name, by_steps in lik["models"].items():
-        lines.append(f"| score model `load_pretrained(\"{name}\")` | " + " | ".join(
-            f"{by_steps[str(n)]['bits_per_dim']:.3f} ± {by_steps[str(n)]['standard_error']:.3f}" for n in steps) + " |")
+        lines.append(table_row([f"score model `load_pretrained(\"{name}\")`", *(
+            f"{by_steps[str(n)]['bits_per_dim']:.3f} ± {by_steps[str(n)]['standard_error']:.3f}"
+            for n in reversed(steps))]))
     keys = ("frechet_pca", "coverage", "nearest_test_rmse", "nearest_train_rmse", "diverged_fraction")
     lines += ["", f"Samples of the same two models, {lik['quality_samples']} at T = {lik['T']} Euler steps "
               "(seed 3), measured against the test digits as in chapter 7.", "",
@@ -310,8 +318,8 @@ SECTIONS = {"book": book_markdown, "training": training_markdown, "sampling": sa
 
 def to_markdown(results: dict[str, Any]) -> str:
     """The results as Markdown tables, each section with its own date and command (the appendix includes this)."""
-    lines = ["Each section was measured separately, as its first line says (a run with `--only STEP,...` "
-             "refreshes some sections and keeps the others as they were)."]
+    lines = ["Each section says, in the line under it, when, with which command and on which machine it was "
+             "measured: a run with `--only STEP,...` refreshes some sections and keeps the others as they were."]
     for key, section_markdown in SECTIONS.items():
         if key in results:
             lines += ["", *section_markdown(results[key]), "", provenance_line(results[key])]
