@@ -102,7 +102,8 @@ def chapter_page(browser, lab_url):
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+        # collapsed cells (the solutions, source_hidden) show no prompt text
+        prompts = [p for p in page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts() if p.strip()]
         if prompts and all(re.fullmatch(r"\[\d+\]:", p.strip()) for p in prompts):
             break
         time.sleep(1)
