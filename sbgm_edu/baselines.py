@@ -1,6 +1,6 @@
 """Classical density models of the digits, the yardsticks of a score model's bits/dim.
 
-Chapter "Other SDEs and exact likelihood" (book/ch10_likelihood.ipynb) compares the score models
+Chapter "Other SDEs and exact likelihood" (book/ch11_likelihood.ipynb) compares the score models
 with four classical models, all measured with the same uniform dequantisation (bin width 2/16)
 and the same bits/dim code (`sbgm_edu.likelihood.bits_per_dim`, eq. (ch10-bpd)) as the score
 models:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
@@ -107,3 +108,36 @@ def wasserstein2_empirical(x: torch.Tensor, y: torch.Tensor) -> float:
     cost = torch.cdist(x.to(torch.float64), y.to(torch.float64)) ** 2
     rows, cols = linear_sum_assignment(cost.numpy())
     return math.sqrt(float(cost[rows, cols].mean()))
+
+
+def sliced_wasserstein2(
+    x: torch.Tensor, y: torch.Tensor, projections: int = 256, generator: torch.Generator | None = None
+) -> float:
+    """The sliced 2-Wasserstein distance between two equal-size point clouds (Rabin et al. 2011).
+
+    SW_2(x, y)^2 = E_theta[ W_2(theta.x, theta.y)^2 ], theta uniform on the unit sphere: the mean over
+    random directions of the squared 1-D distance of the projections. In 1-D, W_2 between N points
+    and N points pairs them in sorted order: W_2^2 = (1/N) sum_i (a_(i) - b_(i))^2. The expectation is
+    estimated with `projections` directions from `generator`. Cost O(projections N log N), so 10^4
+    points or more are cheap; like every sample-based distance it has a Monte Carlo floor (two
+    samples of the same distribution are not at distance 0), which should be shown beside it.
+
+    Args:
+        x, y: point clouds, shape (N, D) each.
+        projections: number of random directions (int >= 1).
+        generator: torch.Generator for the directions.
+
+    Returns:
+        SW_2, a float >= 0 in the units of x.
+    """
+    check_tensor(x, "x", ndim=2)
+    check_tensor(y, "y", ndim=2)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape (N, D), got {tuple(x.shape)} and {tuple(y.shape)}")
+    if isinstance(projections, bool) or not isinstance(projections, int) or projections < 1:
+        raise ValueError(f"projections must be an int >= 1, got {projections!r}")
+    theta = torch.randn(projections, x.shape[1], generator=generator, dtype=torch.float64)
+    theta = theta / theta.norm(dim=1, keepdim=True)  # (projections, D), rows uniform on the sphere
+    px = np.sort((theta @ x.detach().to(torch.float64).T).numpy(), axis=1)  # (projections, N), sorted rows
+    py = np.sort((theta @ y.detach().to(torch.float64).T).numpy(), axis=1)  # (numpy sorts ~3x faster here)
+    return math.sqrt(float(((px - py) ** 2).mean()))

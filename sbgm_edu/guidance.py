@@ -1,6 +1,6 @@
 """Controllable generation with a score model: class guidance and inpainting.
 
-Chapter "Controllable generation" (book/ch_guidance.ipynb).
+Chapter "Controllable generation" (book/ch12_guidance.ipynb).
 
 Class guidance. Bayes' rule p_t(x | c) = p_t(c | x) p_t(x) / p(c) gives, for the scores,
 
@@ -14,24 +14,32 @@ and `guided_score` combines them,
 
     s_w(x, t, c) = (1 + w) s(x, t, c) - w s(x, t),                           eq. (cfg-score)
 
-which by eq. (cfg-bayes) equals grad ln p_t(x) + (1 + w) grad ln p_t(c | x): classifier
-guidance with gamma = 1 + w and the classifier implied by the two scores.
+which, for exact scores, equals grad ln p_t(x) + (1 + w) grad ln p_t(c | x) by eq. (cfg-bayes):
+classifier guidance with gamma = 1 + w and the classifier implied by the two scores. The w
+is Ho & Salimans' (w = 0: the conditional model); Imagen (Saharia et al. 2022) calls 1 + w
+the guidance weight instead. Guided sampling does NOT draw from
+p_0(x) p_0(c | x)^(1 + w) / Z in general: the tilted noisy densities are not diffusions of one
+another (the chapter measures the difference on a mixture).
 
-Inpainting. Given the pixels where `mask` is True, draw the others from p_0(x_u | x_k).
-`inpaint_replacement` is the "replacement" method (Song et al. 2021, Appendix I.2):
-solve the reverse SDE for all pixels and overwrite the known ones with a fresh noisy copy
-x_k + sigma_t z after every step. The fresh noise is drawn independently of the path of
-the unknown pixels, so the result is not p_0(x_u | x_k) in general (the chapter measures
-the error on a Gaussian, where the answer is known). `inpaint` never re-noises the known pixels:
-they stay clamped to their clean values while Langevin dynamics (with a reverse-SDE predictor,
-as in the predictor-corrector sampler) moves the unknown ones. At level t a Langevin step
-on x_u leaves invariant
+Inpainting. Write x^k for the known pixels (`mask` True) and x^u for the unknown ones; given
+the clean known values x_0^k, draw x^u from p_0(x^u | x_0^k). `inpaint_replacement` is the
+"replacement" method (Song et al. 2021, Appendix I.2): solve the reverse SDE for all pixels
+and overwrite the known ones with a fresh noisy copy m_t x_0^k + sigma_t noise after every step.
+The unknown pixels are then steered by the score given that noisy copy, a new independent one
+at every step, instead of the score given x_0^k, so the result is not p_0(x^u | x_0^k) in
+general, however many steps (the chapter measures the error on a Gaussian, where the answer is
+known). `inpaint` never re-noises the known pixels: they stay clamped to their clean values
+while Langevin dynamics (with a reverse-SDE predictor, as in the predictor-corrector sampler)
+moves the unknown ones. At level t a Langevin step on x^u targets
 
-    q_t(x_u) = p_t(x_u, x_k) / Z_t   with   grad_{x_u} ln q_t = [grad_x ln p_t(x_u, x_k)]_u,   eq. (inpaint-target)
+    q_t(x^u) = p_t(x^u, x_0^k) / Z_t   with   grad_{x^u} ln q_t = [grad_x ln p_t(x^u, x_0^k)]_u,   eq. (inpaint-target)
 
-(the noisy density with x_k held at its clean value); q_eps is p_0(x_u | x_k) up to the tiny
-noise sigma_eps, and a block of small Langevin steps at t = eps ends the run. Its errors are
-those of Langevin dynamics (step size and mixing), which shrink with more, smaller steps.
+(the noisy density with x^k held at its clean value); q_{t_min} is p_0(x^u | x_0^k) up to the
+tiny noise sigma_{t_min}, and a block of small Langevin steps at t = t_min ends the run. The
+method is exact only in a limit (small steps, many of them, t_min -> 0): unadjusted Langevin
+dynamics with a finite step has an O(step) bias (no Metropolis correction: a score model gives
+no density ratios), and a multimodal conditional needs a chain long enough to move between
+modes; otherwise the weights of the modes come from the annealing, which guarantees nothing.
 
 The judge of the chapter is `digit_classifier`, a scikit-learn classifier fitted on the
 real training digits only.
@@ -96,9 +104,10 @@ def labels_for_batch(labels: int | torch.Tensor, x: torch.Tensor) -> torch.Tenso
 def guided_score(model: ConditionalModel, labels: int | torch.Tensor, w: float) -> ScoreFn:
     """The classifier-free guided score s_w(x, t, c) = (1 + w) s(x, t, c) - w s(x, t), eq. (cfg-score).
 
-    Ho & Salimans 2022 write it for the noise model. w = 0 is the plain
-    conditional score; w > 0 pushes samples towards x where the implied classifier
-    p_t(c | x) is confident (eq. (cfg-bayes)), trading diversity for fidelity.
+    Ho & Salimans 2022 write it for the noise model -sigma_t s, with the same w. w = 0 is
+    the plain conditional score; w > 0 pushes samples towards x where the implied classifier
+    p_t(c | x) is confident (eq. (cfg-bayes)), trading diversity for fidelity. The samples are
+    not draws of p_0(x) p_0(c | x)^(1 + w) / Z in general (see the module docstring).
 
     Args:
         model: a conditional score model called as model(x, t, labels) and model(x, t, None)
@@ -130,10 +139,11 @@ def classifier_guided_score(
     score_fn: ScoreFn, log_classifier: Callable[[torch.Tensor, Time], torch.Tensor],
     labels: int | torch.Tensor, gamma: float,
 ) -> ScoreFn:
-    """Classifier guidance: s(x, t) + gamma grad_x ln p_t(c | x) (Dhariwal & Nichol 2021, Algorithm 1).
+    """Classifier guidance: s(x, t) + gamma grad_x ln p_t(c | x), eq. (cfg-classifier-guidance).
 
-    The gradient of the classifier comes from autograd. With gamma = 1 it is the conditional score
-    of eq. (cfg-bayes); with gamma = 1 + w it equals the classifier-free score of eq. (cfg-score)
+    Dhariwal & Nichol 2021, Algorithm 1 (they call the scale s). The gradient of the classifier
+    comes from autograd. With gamma = 1 and exact scores it is the conditional score of
+    eq. (cfg-bayes); with gamma = 1 + w it equals the classifier-free score of eq. (cfg-score)
     when both use the same exact p_t.
 
     Args:
@@ -163,17 +173,17 @@ def classifier_guided_score(
 
 
 class LabelledMixture:
-    """Exact scores of a labelled Gaussian mixture: class c is component c of sum_c p(c) N(mu_c, s_c^2 I).
+    """Exact scores of a labelled Gaussian mixture: class c is component c of sum_c p(c) N(mu_c, tau_c^2 I).
 
-    The data p_0(x | c) = N(mu_c, s_c^2 I), p(c) the mixture weights. Diffused by `sde`,
-    p_t(x | c) = N(m_t mu_c, (m_t^2 s_c^2 + sigma_t^2) I) and p_t(x) is the mixture (eq.
+    The data p_0(x | c) = N(mu_c, tau_c^2 I), p(c) the mixture weights. Diffused by `sde`,
+    p_t(x | c) = N(m_t mu_c, (m_t^2 tau_c^2 + sigma_t^2) I) and p_t(x) is the mixture (eq.
     (diffused-mixture)); both scores are known, so it stands in for a trained
     `ConditionalScoreNet`: called as model(x, t, labels) it returns grad ln p_t(x | c), and
     model(x, t, None) returns grad ln p_t(x).
 
     Args:
         sde: the forward SDE.
-        means (K, D), stds (K,) > 0, weights (K,) summing to 1: the mixture at t = 0.
+        means (K, D), stds (K,) > 0 (the tau_c), weights (K,) summing to 1: the mixture at t = 0.
     """
 
     def __init__(self, sde: SDE, means: torch.Tensor, stds: torch.Tensor, weights: torch.Tensor) -> None:
@@ -181,15 +191,15 @@ class LabelledMixture:
 
         check_sde(sde)
         self.sde = sde
-        self.unconditional = diffused_mixture_score(sde, means, stds, weights)
+        self.unconditional = diffused_mixture_score(sde, means, stds, weights)  # validates the shapes
         if (stds <= 0).any():
-            raise ValueError("stds must all be > 0")
+            raise ValueError(f"stds must all be > 0, got {stds.tolist()}")
         self.means, self.stds, self.weights = means, stds, weights
         self.num_classes = means.shape[0]
         self.null_label = self.num_classes
 
     def component_variances(self, x: torch.Tensor, t: Time) -> tuple[torch.Tensor, torch.Tensor]:
-        """(m_t, v_t) with v_t = m_t^2 s_c^2 + sigma_t^2 for every class: shapes () or (N, 1), and (K,) or (N, K)."""
+        """(m_t, v_t) with v_t = m_t^2 tau_c^2 + sigma_t^2 for every class: shapes () or (N, 1), and (K,) or (N, K)."""
         m = time_column(self.sde.marginal_mean_coeff(t), x)
         std = time_column(self.sde.marginal_std(t), x)
         return m, m**2 * self.stds.to(x.dtype) ** 2 + std**2
@@ -232,9 +242,11 @@ def check_inpainting(known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def langevin_step_size(score: torch.Tensor, noise: torch.Tensor, snr: float) -> torch.Tensor:
-    """delta = 2 (r |z| / |s|)^2, the step size of eq. (inpaint-langevin-step) (Song et al. 2021, Algorithms 4 and 5).
+    """delta = 2 (r |noise| / |s|)^2, the step size of eq. (inpaint-langevin-step).
 
-    |z| and |s| are the Euclidean norms per row, averaged over the batch, so one delta serves the
+    The corrector's rule of Song et al. 2021, Algorithms 4 and 5.
+
+    |noise| and |s| are the Euclidean norms per row, averaged over the batch, so one delta serves the
     batch. For scores of size |s| ~ sqrt(D) / sigma the step is delta ~ 2 r^2 sigma^2: it adapts to
     the noise level and to the spread of the target.
 
@@ -257,8 +269,9 @@ def clamped_langevin_step(
 ) -> torch.Tensor:
     """One Langevin step on the unknown pixels (mask False) at level t, eq. (inpaint-langevin-step).
 
-    x_u <- x_u + delta s_u(x, t) + sqrt(2 delta) z_u, with s_u the unknown coordinates of
-    score_fn(x, t): a step of unadjusted Langevin dynamics for q_t of eq. (inpaint-target).
+    x^u <- x^u + delta s^u(x, t) + sqrt(2 delta) noise^u, with s^u the unknown coordinates of
+    score_fn(x, t) and noise standard normal: a step of unadjusted Langevin dynamics for q_t of
+    eq. (inpaint-target). The known coordinates of x are returned unchanged.
     """
     unknown = ~mask
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) * unknown
@@ -295,22 +308,24 @@ def inpaint(
     A predictor-corrector sampler (Song et al. 2021) whose known pixels stay clamped to their
     clean values, followed by a block of Langevin steps at the last level:
 
-    1. x_u ~ prior, x_k = known.
+    1. x^u ~ prior, x^k = known.
     2. For each step t -> t' of the grid linspace(1, eps, steps + 1): (if `predictor`) a
        `reverse_sde_step` of the unknown pixels, then `corrector_steps` steps of
-       `clamped_langevin_step` at t' with step-size ratio `snr`. Each corrector step leaves
-       q_t' of eq. (inpaint-target) invariant (up to its step-size error); the predictor only
-       moves the chain towards the next, narrower level, quickly. Large steps (snr ~ 1) explore
-       the modes while the noise is high.
+       `clamped_langevin_step` at t' with step-size ratio `snr`. Each corrector step targets
+       q_t' of eq. (inpaint-target) (up to its step-size error); the predictor only moves the
+       chain towards the next, narrower level, quickly. Large steps (snr ~ 1) explore the modes
+       while the noise is high.
     3. `final_steps` steps of `clamped_langevin_step` at t = eps with the small ratio
-       `final_snr`: they target q_eps, which is p_0(x_u | x_k) up to the noise sigma_eps, and
+       `final_snr`: they target q_eps, which is p_0(x^u | x_0^k) up to the noise sigma_eps, and
        forget the errors of step 2 when this last chain mixes (a Gaussian conditional: tens of
        steps; a multimodal one: the weights of the modes are set in step 2).
 
-    The error left is that of Langevin dynamics: for a Gaussian target of variance v the step
-    is about delta = 2 r^2 v (r = final_snr) and the stationary variance v / (1 - delta / (2 v))
-    = v / (1 - r^2), 1.3 % too large in the standard deviation for r = 0.16; and incomplete
-    mixing. Both shrink with more, smaller steps.
+    The result is exact only in the limit of small steps, many of them and eps -> 0. With a
+    finite step, unadjusted Langevin dynamics is biased: for an isotropic Gaussian target of
+    standard deviation tau, a fixed step delta has the stationary variance
+    tau^2 / (1 - delta / (2 tau^2)); the rule of `langevin_step_size` then settles at
+    delta = 2 r^2 tau^4 / V (r = final_snr), and the two give V = tau^2 (1 + r^2): 1.3 % too large
+    in the standard deviation for r = 0.16. Add incomplete mixing between modes.
 
     Args:
         score_fn: s(x, t) -> (N, D), the (unconditional or guided) score.
@@ -353,7 +368,7 @@ def reverse_sde_step(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, t: float, dt:
                      generator: torch.Generator | None) -> torch.Tensor:
     """One Euler-Maruyama step of the reverse-time SDE from t to t - dt (Anderson 1982; Song et al. 2021).
 
-    x <- x - dt (f(x, t) - g(t)^2 s(x, t)) + g(t) sqrt(dt) z, z ~ N(0, I).
+    x <- x - dt (f(x, t) - g(t)^2 s(x, t)) + g(t) sqrt(dt) noise, noise ~ N(0, I).
     """
     g = sde.diffusion(t).to(x.dtype)
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
@@ -373,9 +388,10 @@ def inpaint_replacement(
 
     x_1 ~ prior; for each step of the grid linspace(1, eps, steps + 1): a `reverse_sde_step` of
     every pixel, then the known pixels are overwritten by a fresh draw of the forward process,
-    x_k <- m_t known + sigma_t z, at the new time. The unknown pixels thus follow a path on which
-    the known ones are noisy copies drawn independently of it: the result is not p_0(x_u | x_k)
-    in general (chapter "Controllable generation" measures the error on a Gaussian).
+    x^k <- m_t known + sigma_t noise at the new time, eq. (inpaint-replacement). The unknown
+    pixels thus follow a path on which the known ones are noisy copies drawn independently of
+    it: the result is not p_0(x^u | x_0^k) in general, and more steps do not fix it (chapter
+    "Controllable generation" measures the error on a Gaussian).
 
     Args, Returns: as for `inpaint` (without the Langevin settings).
     """
@@ -427,15 +443,26 @@ def gaussian_conditional(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The exact conditional of N(mu, C) given the coordinates where mask is True, eq. (inpaint-gaussian-conditional).
 
-    mean_u = mu_u + C_uk C_kk^{-1} (x_k - mu_k),  cov_u = C_uu - C_uk C_kk^{-1} C_ku.
+    mean_u = mu_u + C_uk C_kk^{-1} (x^k - mu_k),  cov_u = C_uu - C_uk C_kk^{-1} C_ku.
 
     Args:
-        mean (D,), cov (D, D): the Gaussian. mask: bool (D,), True = known coordinate.
+        mean (D,), cov (D, D): the Gaussian. mask: bool (D,), True = known coordinate, with at
+            least one known and one unknown coordinate.
         known: the values at the known coordinates, shape (D,) (other entries ignored).
 
     Returns:
         (mean_u, cov_u) of shapes (U,) and (U, U), U = number of unknown coordinates.
     """
+    check_tensor(mean, "mean", ndim=1)
+    check_tensor(known, "known", ndim=1)
+    d = mean.shape[0]
+    if cov.shape != (d, d) or known.shape != (d,):
+        raise ValueError(f"cov must have shape ({d}, {d}) and known ({d},), got {tuple(cov.shape)} and "
+                         f"{tuple(known.shape)}")
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != (d,):
+        raise ValueError(f"mask must be a bool tensor of shape ({d},) (True = known), got {mask!r}")
+    if mask.all() or not mask.any():
+        raise ValueError("mask must have at least one known (True) and one unknown (False) coordinate")
     k, u = mask, ~mask
     gain = torch.linalg.solve(cov[k][:, k], cov[k][:, u]).T  # C_uk C_kk^{-1}
     return mean[u] + gain @ (known[k] - mean[k]), cov[u][:, u] - gain @ cov[k][:, u]

@@ -1,6 +1,6 @@
 """Exact log-likelihood of a score model through the probability-flow ODE.
 
-Chapter "Other SDEs and exact likelihood" (book/ch10_likelihood.ipynb).
+Chapter "Other SDEs and exact likelihood" (book/ch11_likelihood.ipynb).
 
 The PF-ODE dx/dt = f(x, t) = drift(x, t) - 1/2 g(t)^2 s_theta(x, t), eq. (pf-ode), is a
 deterministic, invertible map from x_eps (data) to x_1 (noise). Along one of its

@@ -175,7 +175,7 @@ class ScoreNet(nn.Module):
 class ConditionalScoreNet(ScoreNet):
     """`ScoreNet` with a class label as a second input: s_theta(x, t, c) ~ grad_x ln p_t(x | c).
 
-    Chapter "Controllable generation" (book/ch_guidance.ipynb). The score is
+    Chapter "Controllable generation" (book/ch12_guidance.ipynb). The score is
     eq. (ch6-scorenet) with one change: the MLP F also receives a learned
     embedding e_c of the label, F(c_in x, c_noise, e_c). The embedding table has
     `num_classes + 1` rows; the last one, index `null_label` = num_classes, is the
@@ -247,7 +247,7 @@ class ConditionalScoreNet(ScoreNet):
 
 
 class CovarianceScoreNet(ScoreNet):
-    """ScoreNet whose Gaussian part has the full covariance of the data: the likelihood model of chapter 10.
+    """ScoreNet whose Gaussian part has the full covariance of the data: the likelihood model of chapter 11.
 
     For data with mean mu and covariance Sigma = U diag(l) U^T, the Gaussian N(mu, Sigma) diffused by
     the kernel N(m_t x_0, sigma_t^2 I) is N(m_t mu, m_t^2 Sigma + sigma_t^2 I), whose score is

@@ -354,3 +354,27 @@ def pf_ode_drift(sde: SDE, score_fn: ScoreFn) -> Callable[[torch.Tensor, float],
         return sde.drift(x, t) - 0.5 * g**2 * score_fn(x, t)
 
     return f
+
+
+def check_eta(eta: float) -> float:
+    """Check the noise scale eta of the reverse-time family, eq. (eta-family): a finite float >= 0."""
+    return check_float(eta, "eta", low=0.0)
+
+
+def reverse_drift(sde: SDE, score_fn: ScoreFn, eta: float = 1.0) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    """The drift of the reverse-time family dx = [f - (1 + eta^2)/2 g^2 score] dt + eta g dw, eq. (eta-family).
+
+    Returns b(x, t) = drift(x, t) - (1 + eta^2)/2 g(t)^2 score_fn(x, t), x of shape (N, D).
+    Run backwards in time (dt < 0) with noise eta g(t) dw, every eta >= 0 has the marginals p_t
+    of the forward SDE: eta = 0 is the probability-flow ODE (`pf_ode_drift`), eta = 1 is
+    Anderson's reverse-time SDE, eq. (reverse-sde) (Anderson 1982; Song et al. 2021, eq. 6).
+    """
+    check_sde(sde)
+    score_fn = checked_score_fn(score_fn)
+    weight = 0.5 * (1.0 + check_eta(eta) ** 2)
+
+    def b(x: torch.Tensor, t: float) -> torch.Tensor:
+        g = time_column(sde.diffusion(t), x)
+        return sde.drift(x, t) - weight * g**2 * score_fn(x, t)
+
+    return b

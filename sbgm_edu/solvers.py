@@ -37,6 +37,7 @@ import torch
 from sbgm_edu._checks import (
     check_choice,
     check_eps,
+    check_float,
     check_positive_float,
     check_positive_int,
     check_tensor,
@@ -44,7 +45,7 @@ from sbgm_edu._checks import (
     checked_score_fn,
 )
 from sbgm_edu.ode import euler, heun
-from sbgm_edu.sde import SDE, ScoreFn, check_sde, pf_ode_drift
+from sbgm_edu.sde import SDE, ScoreFn, check_eta, check_sde, pf_ode_drift, reverse_drift
 
 Solver = Callable[..., torch.Tensor]
 """solver(score_fn, sde, x1, ts, return_path=False, **options) -> (N, D), or the path (len(ts), N, D)."""
@@ -529,6 +530,191 @@ def _unipc_step(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, t_next: float, h: 
     return x_first - big_b * correction
 
 
+# ---------------------------------------------------------------------------
+# stochastic samplers: the reverse-time SDE, Langevin correctors, EDM's Algorithm 2
+# (chapter "The reverse-time SDE", book/ch10_reverse_sde.ipynb); each takes generator=None
+# ---------------------------------------------------------------------------
+
+
+def _reverse_em_step(
+    drift: Callable[[torch.Tensor, float], torch.Tensor], sde: SDE, x: torch.Tensor, t: float, t_next: float,
+    eta: float, generator: torch.Generator | None,
+) -> torch.Tensor:
+    """One Euler–Maruyama step of eq. (eta-family) from t to t_next < t: x + h b(x, t) + eta g(t) sqrt(|h|) z."""
+    h = t_next - t  # negative: time runs backwards
+    x_next = x + h * drift(x, t)
+    if eta > 0:
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        x_next = x_next + eta * sde.diffusion(t).item() * math.sqrt(-h) * z
+    return x_next
+
+
+def euler_maruyama_reverse(
+    score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, eta: float = 1.0,
+    generator: torch.Generator | None = None, return_path: bool = False,
+) -> torch.Tensor:
+    """Euler–Maruyama on the reverse-time family of eq. (eta-family), from x1 at ts[0] down to ts[-1].
+
+    Each step, with h = t_{k+1} - t_k < 0, b = `sbgm_edu.sde.reverse_drift(sde, score_fn, eta)` and
+    z ~ N(0, I) drawn from `generator`:
+
+        x_{k+1} = x_k + h b(x_k, t_k) + eta g(t_k) sqrt(|h|) z,                     eq. (reverse-em)
+
+    eta = 1 is Anderson's reverse-time SDE (the "reverse diffusion" predictor of Song et al. 2021),
+    eta = 0 is reverse-time Euler on the PF-ODE (`euler_t`; no random numbers are drawn).
+    Every step adds its noise, the last one too, so the result targets p_{ts[-1]}; on a grid whose
+    last step is short (the EDM grid) that noise is small. One score evaluation per step.
+
+    Args:
+        score_fn: s(x, t); sde: the forward SDE; x1: prior draws (N, D) at ts[0].
+        ts: strictly decreasing times in [0, 1]; eta: noise scale, a float >= 0.
+        generator: torch.Generator for the noise; return_path: return (len(ts), N, D).
+    """
+    score_fn, ts = _solver_inputs(score_fn, sde, x1, ts)
+    drift = reverse_drift(sde, score_fn, eta)
+    eta = check_eta(eta)
+    x, path = x1, [x1]
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        x = _reverse_em_step(drift, sde, x, t, t_next, eta, generator)
+        if return_path:
+            path.append(x)
+    return torch.stack(path) if return_path else x
+
+
+def langevin_step_size(score: torch.Tensor, noise: torch.Tensor, snr: float) -> float:
+    """The signal-to-noise step rule of Song et al. 2021 (corrector algorithms, Appendix G), eq. (snr-step).
+
+    step = 2 (snr |z| / |s|)^2, with |z| and |s| the Euclidean norms of the rows of `noise` and
+    `score` (N, D), each averaged over the batch (as in the authors' code, `LangevinCorrector`).
+    It makes the ratio |step s| / |sqrt(2 step) z| of the drift to the noise of a Langevin step equal snr.
+    """
+    score_norm = score.flatten(1).norm(dim=1).mean().item()
+    noise_norm = noise.flatten(1).norm(dim=1).mean().item()
+    return 2.0 * (snr * noise_norm / score_norm) ** 2
+
+
+def langevin_corrector(
+    score_fn: ScoreFn, x: torch.Tensor, t: float, snr: float = 0.16, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """One Langevin step toward p_t with the step of `langevin_step_size`, eq. (langevin-step).
+
+        x' = x + step s(x, t) + sqrt(2 step) z,    z ~ N(0, I),
+
+    the unadjusted Langevin algorithm: for a small step it leaves p_t (nearly) invariant, and
+    repeated, it pulls any start toward p_t. x has shape (N, D); one score evaluation.
+    (Song et al. multiply the step by alpha_i = 1 - beta_i for the discretised VP SDE; we do not.)
+    """
+    score = score_fn(x, t)
+    z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    step = langevin_step_size(score, z, snr)
+    return x + step * score + math.sqrt(2.0 * step) * z
+
+
+def predictor_corrector(
+    score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, snr: float = 0.16, corrector_steps: int = 1,
+    generator: torch.Generator | None = None, return_path: bool = False,
+) -> torch.Tensor:
+    """Predictor–corrector sampling (Song et al. 2021, section 4.2 and Appendix G), eq. (pc-sampler).
+
+    At each grid time t_k: `corrector_steps` Langevin steps toward p_{t_k} (`langevin_corrector`, step
+    rule eq. (snr-step) with signal-to-noise ratio snr), then one reverse Euler–Maruyama step (eta = 1,
+    eq. (reverse-em)) to t_{k+1}. 1 + corrector_steps score evaluations per step. Song et al. use
+    snr = 0.16 and one corrector step for VE models on CIFAR-10.
+
+    Args:
+        score_fn, sde, x1, ts, generator, return_path: as in `euler_maruyama_reverse`.
+        snr: the signal-to-noise ratio r > 0 of the corrector; corrector_steps: an int >= 0 (0: no corrector).
+    """
+    score_fn, ts = _solver_inputs(score_fn, sde, x1, ts)
+    snr = check_positive_float(snr, "snr")
+    check_positive_int(corrector_steps, "corrector_steps", minimum=0)
+    drift = reverse_drift(sde, score_fn, 1.0)
+    x, path = x1, [x1]
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        for _ in range(corrector_steps):
+            x = langevin_corrector(score_fn, x, t, snr, generator)
+        x = _reverse_em_step(drift, sde, x, t, t_next, 1.0, generator)
+        if return_path:
+            path.append(x)
+    return torch.stack(path) if return_path else x
+
+
+def annealed_langevin(
+    score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, langevin_steps: int = 100, step_ratio: float = 0.2,
+    generator: torch.Generator | None = None, return_path: bool = False,
+) -> torch.Tensor:
+    """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1), eq. (annealed-langevin).
+
+    For each noise level t_1, ..., t_N = ts[1:] (decreasing), `langevin_steps` Langevin steps at that level,
+
+        x <- x + (alpha_i / 2) s(x, t_i) + sqrt(alpha_i) z,     alpha_i = step_ratio * sigma_{t_i}^2,
+
+    Song & Ermon's alpha_i = epsilon sigma_i^2 / sigma_L^2 with step_ratio = epsilon / sigma_L^2
+    (their epsilon = 2e-5, sigma_L = 0.01 give the default 0.2; they take 100 steps at each of 10 levels).
+    No SDE is discretised: each level only runs a Markov chain toward p_{t_i}. `langevin_steps`
+    score evaluations per level; the path holds the state after each level.
+    """
+    score_fn, ts = _solver_inputs(score_fn, sde, x1, ts)
+    check_positive_int(langevin_steps, "langevin_steps")
+    step_ratio = check_positive_float(step_ratio, "step_ratio")
+    x, path = x1, [x1]
+    for t in ts[1:]:
+        alpha = step_ratio * sde.marginal_std(t).item() ** 2
+        for _ in range(langevin_steps):
+            z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            x = x + 0.5 * alpha * score_fn(x, t) + math.sqrt(alpha) * z
+        if return_path:
+            path.append(x)
+    return torch.stack(path) if return_path else x
+
+
+def _churned_level(s: float, s_max: float, s_churn: float, s_tmin: float, s_tmax: float, steps: int) -> float:
+    """sigma^ = (1 + gamma) sigma of Karras et al. 2022, Algorithm 2, capped at sigma~(t = 1) = s_max."""
+    gamma = min(s_churn / steps, math.sqrt(2.0) - 1.0) if s_tmin <= s <= s_tmax else 0.0
+    return min((1.0 + gamma) * s, max(s, s_max))
+
+
+def edm_stochastic(
+    score_fn: ScoreFn, sde: SDE, x1: torch.Tensor, ts, s_churn: float = 40.0, s_tmin: float = 0.05,
+    s_tmax: float = 50.0, s_noise: float = 1.003, generator: torch.Generator | None = None,
+    return_path: bool = False,
+) -> torch.Tensor:
+    """EDM's stochastic sampler (Karras et al. 2022, Algorithm 2) in the variables of `heun_edm`, eq. (edm-churn).
+
+    Each step first raises the noise level from sigma~_i to sigma^ = (1 + gamma_i) sigma~_i by adding fresh
+    noise, x^ = x~_i + sqrt(sigma^2 - sigma~_i^2) S_noise z, with gamma_i = min(S_churn / N, sqrt 2 - 1) for
+    sigma~_i in [S_tmin, S_tmax] and 0 outside, then takes the Heun step of `heun_edm` from sigma^ to
+    sigma~_{i+1}. Defaults: the ImageNet-64 settings of the paper (Table 5). Our SDEs end at t = 1, so
+    sigma^ is capped at sigma~(1). 2 score evaluations per step.
+    """
+    score_fn, ts = _noise_level_solver_inputs(score_fn, sde, x1, ts)
+    for value, name in ((s_churn, "s_churn"), (s_tmin, "s_tmin"), (s_tmax, "s_tmax"), (s_noise, "s_noise")):
+        check_float(value, name, low=0.0)
+
+    def slope(x_scaled: torch.Tensor, t: float, s: float) -> torch.Tensor:
+        m = sde.marginal_mean_coeff(t).item()
+        return (x_scaled - data_prediction(score_fn, sde, m * x_scaled, t)) / s  # dx~/dsigma~
+
+    s_max = sde.noise_level(ts[0]).item()
+    x = x1 / sde.marginal_mean_coeff(ts[0]).item()
+    path = [x1]
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        s, s_next = sde.noise_level(t).item(), sde.noise_level(t_next).item()
+        s_hat = _churned_level(s, s_max, s_churn, s_tmin, s_tmax, len(ts) - 1)
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        x_hat = x + math.sqrt(s_hat**2 - s**2) * s_noise * z
+        t_hat = t if s_hat == s else sde.time_of_noise_level(s_hat).item()
+        d = slope(x_hat, t_hat, s_hat)
+        x = x_hat + (s_next - s_hat) * d
+        if s_next > 0:  # second-order correction, as in heun_edm
+            x = x_hat + (s_next - s_hat) * 0.5 * (d + slope(x, t_next, s_next))
+        if return_path:
+            path.append(sde.marginal_mean_coeff(t_next).item() * x)
+    x = sde.marginal_mean_coeff(ts[-1]).item() * x
+    return torch.stack(path) if return_path else x
+
+
+# ---------------------------------------------------------------------------
 # the registry: add a solver = write its function above + ONE entry here
 # ---------------------------------------------------------------------------
 
@@ -558,6 +744,10 @@ REGISTRY: dict[str, SolverSpec] = {
     "dpm_solver_2m": SolverSpec(dpm_solver_2m, 1, "DPM-Solver++(2M)", 2),
     "dpm_solver_3m": SolverSpec(dpm_solver_3m, 1, "DPM-Solver++(3M)", 3),
     "unipc": SolverSpec(unipc, 1, "UniPC", 3),
+    "euler_maruyama": SolverSpec(euler_maruyama_reverse, 1, "reverse SDE, Euler–Maruyama", 1, stochastic=True),
+    "pc": SolverSpec(predictor_corrector, 2, "predictor–corrector (Langevin)", 1, stochastic=True),
+    "annealed_langevin": SolverSpec(annealed_langevin, 100, "annealed Langevin", 0, stochastic=True),  # no SDE solved
+    "edm_stochastic": SolverSpec(edm_stochastic, 2, "EDM stochastic (Alg. 2)", 1, stochastic=True),
 }
 """Every solver by name. "ddim" is another name for "euler_sigma" (the same function)."""
 
@@ -633,6 +823,12 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "predictor_corrector",
+    "langevin_step_size",
+    "langevin_corrector",
+    "euler_maruyama_reverse",
+    "edm_stochastic",
+    "annealed_langevin",
     "EVALUATIONS_PER_STEP",
     "GRIDS",
     "REGISTRY",

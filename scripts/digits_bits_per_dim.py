@@ -3,7 +3,7 @@
     .venv/bin/python scripts/digits_bits_per_dim.py                          # everything, about half an hour
     .venv/bin/python scripts/digits_bits_per_dim.py --models likelihood --steps 12 --no-baselines
 
-Chapter 10 measures the same numbers on a subset of the test digits, to run in about a minute.
+Chapter 11 measures the same numbers on a subset of the test digits, to run in about a minute.
 Every model is scored on the same dequantised test digits (one uniform draw per digit, seed 2; bin
 width 2/16), with the same `bits_per_dim` (eq. (ch10-bpd)); each line gives the mean over the
 447 test digits and its standard error.

@@ -1,4 +1,4 @@
-"""Train the likelihood model of chapter 10, shipped as `load_pretrained("likelihood")`.
+"""Train the likelihood model of chapter 11, shipped as `load_pretrained("likelihood")`.
 
     .venv/bin/python scripts/train_likelihood.py                    # writes _build/likelihood/
     .venv/bin/python scripts/train_likelihood.py --update-shipped   # overwrites sbgm_edu/checkpoints/

@@ -10,7 +10,7 @@ Gaussian: p_t = N(m_t mu, v_t I) with v_t = m_t^2 s^2 + sigma_t^2. From that:
 
 These are independent of `sbgm_edu.scores` and `sbgm_edu.solver_study`: they take m_t and sigma_t
 from the SDE (each SDE's kernel is tested against its own formula in test_sde.py) and nothing else.
-Chapter 10 could take its closed-form Gaussian log-likelihood from `gaussian_pf_ode_log_prob`.
+Chapter 11 could take its closed-form Gaussian log-likelihood from `gaussian_pf_ode_log_prob`.
 """
 
 from __future__ import annotations

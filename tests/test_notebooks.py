@@ -1,6 +1,7 @@
 """Repository hygiene for the chapters: committed notebooks hold no outputs, and every chapter is in the book."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def test_notebook_uses_the_standard_kernel(path):
 
 def test_every_chapter_is_in_the_table_of_contents():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    listed = {entry["file"] for entry in toc["chapters"]}
+    listed = {entry["file"] for part in toc["parts"] for entry in part["chapters"]}
     for path in NOTEBOOKS:
         assert f"book/{path.stem}" in listed, f"{path.name} is not listed in _toc.yml"
 
@@ -55,3 +56,17 @@ def test_repository_stands_alone():
                 text = path.read_text(errors="replace")
                 found += [f"{path.relative_to(ROOT)}: {ref!r}" for ref in OUTSIDE_REFERENCES if ref in text]
     assert not found, "references to files outside the repository:\n" + "\n".join(found)
+
+
+def test_chapters_are_numbered_by_the_table_of_contents():
+    """Chapter numbers come from the numbered part of _toc.yml (so figures read Fig. 7.3), in file order."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    numbered = [part for part in toc["parts"] if part.get("numbered")]
+    assert len(numbered) == 1, "exactly one numbered part (the chapters)"
+    files = [entry["file"] for entry in numbered[0]["chapters"]]
+    chapters = sorted(f"book/{p.stem}" for p in NOTEBOOKS if p.stem[:2] == "ch" and p.stem[2:4].isdigit())
+    assert files == chapters, "the numbered part lists the chNN_ notebooks in order"
+    for number, path in enumerate(sorted(p for p in NOTEBOOKS if p.stem[2:4].isdigit()), start=1):
+        assert int(path.stem[2:4]) == number, f"{path.name}: file number and chapter number differ"
+        title = json.loads(path.read_text())["cells"][0]["source"][0]
+        assert not re.match(r"#\s*\d", title), f"{path.name}: the title types its number ({title.strip()!r})"

@@ -1,6 +1,6 @@
 """The kernel-free guidance explorer of the guidance chapter works in the built HTML: digit list and w slider."""
 
-PAGE = "book/ch_guidance.html"
+PAGE = "book/ch12_guidance.html"
 SLIDER = '.sbgm-slider[data-name="guidance"]'
 
 
