@@ -70,3 +70,13 @@ def test_chapters_are_numbered_by_the_table_of_contents():
         assert int(path.stem[2:4]) == number, f"{path.name}: file number and chapter number differ"
         title = json.loads(path.read_text())["cells"][0]["source"][0]
         assert not re.match(r"#\s*\d", title), f"{path.name}: the title types its number ({title.strip()!r})"
+
+
+def test_bibliography_parses_and_has_no_duplicate_keys():
+    """references.bib is valid BibTeX (a broken entry stops the whole build) with unique keys."""
+    from pybtex.database import parse_string
+
+    text = (ROOT / "book" / "references.bib").read_text()
+    keys = re.findall(r"^@\w+\{([^,\s]+),", text, flags=re.MULTILINE)
+    assert len(keys) == len(set(keys)), f"duplicate keys: {sorted(k for k in keys if keys.count(k) > 1)}"
+    assert len(parse_string(text, "bibtex").entries) == len(keys)
